@@ -1,0 +1,248 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/okproxy/okproxy/internal/dbtest"
+	"github.com/okproxy/okproxy/internal/store"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files under testdata/")
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// run executes okproxy with args against dbURL, with env as the only environment.
+func run(t *testing.T, dbURL string, env map[string]string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	app := &App{Stdout: &out, Stderr: &errb, Getenv: func(k string) string {
+		if k == "OKPROXY_DATABASE_URL" && dbURL != "" {
+			return dbURL
+		}
+		return env[k]
+	}}
+	code := app.Run(context.Background(), args)
+	return result{out.String(), errb.String(), code}
+}
+
+func mustRun(t *testing.T, dbURL string, args ...string) result {
+	t.Helper()
+	r := run(t, dbURL, nil, args...)
+	if r.code != 0 {
+		t.Fatalf("okproxy %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("read golden %s (run go test ./internal/cli -update): %v", p, err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from golden file:\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+// state summarises what the database holds, to prove "nothing written".
+func state(t *testing.T, dbURL string) string {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Config{URL: dbURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var rules, groups, events int
+	var version int64
+	err = st.Pool().QueryRow(context.Background(), `SELECT (SELECT count(*) FROM rules), (SELECT count(*) FROM rule_groups),
+		(SELECT count(*) FROM admin_events), (SELECT version FROM versions WHERE name = 'policy')`).Scan(&rules, &groups, &events, &version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal([]any{rules, groups, events, version})
+	return string(b)
+}
+
+func seedRules(t *testing.T, db string) {
+	t.Helper()
+	mustRun(t, db, "rules", "add", "billing-read", "--path", "/billing/**", "--method", "GET", "--allow", "Finance", "--allow", "Auditors", "--actor", "alice")
+	mustRun(t, db, "rules", "add", "no-contractors", "--path", "/billing/**", "--deny", "Contractors")
+	mustRun(t, db, "rules", "add", "health", "--path", "/healthz", "--method", "GET", "--public")
+	mustRun(t, db, "rules", "add", "me", "--path", "/me", "--allow-authenticated", "--host", "api.example.com", "--scope", "profile:read")
+	mustRun(t, db, "rules", "add", "new-export", "--path", "/export/**", "--allow", "Finance", "--mode", "report")
+}
+
+func TestRulesCLIEndToEnd(t *testing.T) {
+	t.Parallel()
+	db := dbtest.NewDatabase(t)
+	r := run(t, db, nil, "rules", "add", "billing-read", "--path", "/billing/**", "--method", "GET", "--allow", "Finance", "--allow", "Auditors", "--actor", "alice")
+	if r.code != 0 || !strings.Contains(r.stdout, "policy version 1") {
+		t.Fatalf("add: %+v", r)
+	}
+	// Unknown groups are accepted, stored by name, with a warning on stderr.
+	if !strings.Contains(r.stderr, `"Finance" is not in the synced directory`) {
+		t.Fatalf("no unknown-group warning: %q", r.stderr)
+	}
+	mustRun(t, db, "rules", "add", "no-contractors", "--path", "/billing/**", "--deny", "Contractors")
+	mustRun(t, db, "rules", "add", "health", "--path", "/healthz", "--method", "GET", "--public")
+	mustRun(t, db, "rules", "add", "me", "--path", "/me", "--allow-authenticated", "--host", "api.example.com", "--scope", "profile:read")
+	mustRun(t, db, "rules", "add", "new-export", "--path", "/export/**", "--allow", "Finance", "--mode", "report")
+
+	golden(t, "rules_list.txt", mustRun(t, db, "rules", "list").stdout)
+
+	var list []map[string]any
+	if err := json.Unmarshal([]byte(mustRun(t, db, "rules", "list", "-o", "json").stdout), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 5 || list[0]["name"] != "billing-read" {
+		t.Fatalf("json list: %v", list)
+	}
+	y := mustRun(t, db, "rules", "show", "billing-read", "-o", "yaml").stdout
+	if !strings.Contains(y, "name: billing-read") || !strings.Contains(y, "- GET") {
+		t.Fatalf("yaml show:\n%s", y)
+	}
+
+	// rules test: decisions and exit codes.
+	cases := []struct {
+		args   []string
+		code   int
+		output string
+	}{
+		{[]string{"--path", "/billing/x", "--groups", "Finance", "--expect", "allow"}, 0, "granted by rule billing-read"},
+		{[]string{"--path", "/billing/x", "--method", "HEAD", "--groups", "finance", "--expect", "allow"}, 0, "allow"},
+		{[]string{"--path", "/billing/x", "--groups", "Finance,Contractors", "--expect", "deny"}, 0, "Contractors"},
+		{[]string{"--path", "/billing/x", "--groups", "Finance,Contractors", "--expect", "allow"}, 3, "forbidden"},
+		{[]string{"--path", "/billing/x", "--method", "POST", "--groups", "Finance", "--expect", "deny"}, 0, "forbidden"},
+		{[]string{"--path", "/billing/x", "--expect", "deny"}, 0, "unauthorized"},
+		{[]string{"--path", "/healthz", "--expect", "allow"}, 0, "health"},
+		{[]string{"--path", "/me", "--host", "api.example.com:443", "--groups", "X", "--expect", "deny"}, 0, "insufficient_scope"},
+		{[]string{"--path", "/me", "--host", "api.example.com", "--groups", "X", "--scope", "profile:read", "--expect", "allow"}, 0, "me"},
+		{[]string{"--path", "/bil%6Cing/x", "--groups", "Finance", "--expect", "allow"}, 0, "/billing/x"},
+		{[]string{"--path", "/billing/%2e%2e/admin", "--groups", "Finance", "--expect", "deny"}, 0, "bad_request"},
+		{[]string{"--path", "/export/a", "--groups", "Finance", "--expect", "deny"}, 0, "forbidden"},
+	}
+	for _, c := range cases {
+		r := run(t, db, nil, append([]string{"rules", "test"}, c.args...)...)
+		if r.code != c.code || !strings.Contains(r.stdout, c.output) {
+			t.Errorf("rules test %v: exit %d (want %d), stdout:\n%s\nstderr: %s", c.args, r.code, c.code, r.stdout, r.stderr)
+		}
+	}
+	var tr testResult
+	out := mustRun(t, db, "rules", "test", "--path", "/export/a", "--groups", "Finance", "-o", "json").stdout
+	if err := json.Unmarshal([]byte(out), &tr); err != nil {
+		t.Fatal(err)
+	}
+	if tr.Shadow == nil || tr.Shadow.Effect != "allow" || !tr.Shadow.Changed || tr.Status != 403 {
+		t.Fatalf("report-only rule shadow: %+v", tr)
+	}
+	golden(t, "rules_test_deny.txt", mustRun(t, db, "rules", "test", "--path", "/billing/x", "--groups", "Finance,Contractors").stdout)
+
+	mustRun(t, db, "rules", "disable", "no-contractors")
+	if r := run(t, db, nil, "rules", "test", "--path", "/billing/x", "--groups", "Finance,Contractors", "--expect", "allow"); r.code != 0 {
+		t.Fatalf("disabled deny still applied: %+v", r)
+	}
+	if r := mustRun(t, db, "rules", "disable", "no-contractors"); !strings.Contains(r.stdout, "nothing changed") {
+		t.Fatalf("second disable: %q", r.stdout)
+	}
+	mustRun(t, db, "rules", "enable", "no-contractors")
+	mustRun(t, db, "rules", "rm", "no-contractors", "--actor", "bob")
+	if r := run(t, db, nil, "rules", "show", "no-contractors"); r.code != 2 || !strings.Contains(r.stderr, "unknown rule") {
+		t.Fatalf("show removed rule: %+v", r)
+	}
+}
+
+// Bad input to every command: a message naming the field, exit 2, nothing written.
+func TestRulesCLIBadInput(t *testing.T) {
+	t.Parallel()
+	db := dbtest.NewDatabase(t)
+	mustRun(t, db, "rules", "add", "existing", "--path", "/x", "--allow", "A")
+	before := state(t, db)
+	cases := []struct {
+		args  []string
+		field string
+	}{
+		{[]string{"rules", "add", "r", "--allow", "A"}, "path"},
+		{[]string{"rules", "add", "r", "--path", "billing/**", "--allow", "A"}, "path"},
+		{[]string{"rules", "add", "r", "--path", "/a/**/b", "--allow", "A"}, "path"},
+		{[]string{"rules", "add", "r", "--path", "/a/b**", "--allow", "A"}, "path"},
+		{[]string{"rules", "add", "r", "--path", "/a//b", "--allow", "A"}, "path"},
+		{[]string{"rules", "add", "r", "--path", "/a"}, "grant"},
+		{[]string{"rules", "add", "r", "--path", "/a", "--public", "--allow", "A"}, "public"},
+		{[]string{"rules", "add", "r", "--path", "/a", "--allow", "A", "--method", "FETCH"}, "method"},
+		{[]string{"rules", "add", "r", "--path", "/a", "--allow", "A", "--mode", "audit"}, "mode"},
+		{[]string{"rules", "add", "r", "--path", "/a", "--allow", "A", "--host", "http://x"}, "host"},
+		{[]string{"rules", "add", "Bad Name", "--path", "/a", "--allow", "A"}, "name"},
+		{[]string{"rules", "add", "existing", "--path", "/a", "--allow", "A"}, "already exists"},
+		{[]string{"rules", "add", "r", "--path", "/a", "--allow", "A", "--bogus"}, "bogus"},
+		{[]string{"rules", "add"}, "NAME"},
+		{[]string{"rules", "rm", "nope"}, "unknown rule"},
+		{[]string{"rules", "enable", "nope"}, "unknown rule"},
+		{[]string{"rules", "disable", "nope"}, "unknown rule"},
+		{[]string{"rules", "show", "nope"}, "unknown rule"},
+		{[]string{"rules", "list", "-o", "xml"}, "output"},
+		{[]string{"rules", "test"}, "path"},
+		{[]string{"rules", "test", "--path", "/a", "--expect", "maybe"}, "expect"},
+		{[]string{"rules", "test", "--path", "/a", "--user", "u", "--groups", "g"}, "alternatives"},
+		{[]string{"rules", "test", "--path", "/a", "--user", "ghost@example.com"}, "user"},
+		{[]string{"migrate", "up", "extra"}, "no arguments"},
+		{[]string{"nosuchcommand"}, "unknown command"},
+	}
+	for _, c := range cases {
+		r := run(t, db, nil, c.args...)
+		if r.code != ExitUsage || !strings.Contains(r.stderr, c.field) {
+			t.Errorf("okproxy %s: exit %d (want 2), stderr %q should name %q", strings.Join(c.args, " "), r.code, r.stderr, c.field)
+		}
+	}
+	if after := state(t, db); after != before {
+		t.Fatalf("bad input wrote to the database: before %s after %s", before, after)
+	}
+}
+
+func TestEnvironmentAndDatabaseErrors(t *testing.T) {
+	t.Parallel()
+	db := dbtest.NewDatabase(t)
+	// OKPROXY_<FLAG> sets flags; DATABASE_URL is the fallback for the URL.
+	r := run(t, "", map[string]string{"DATABASE_URL": db, "OKPROXY_ACTOR": "env-actor"}, "rules", "add", "r1", "--path", "/a", "--allow-authenticated")
+	if r.code != 0 {
+		t.Fatalf("add via env: %+v", r)
+	}
+	st, err := store.Open(context.Background(), store.Config{URL: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	evs, err := st.ListAdminEvents(context.Background(), "rule", "r1", timeZero, 1)
+	if err != nil || len(evs) != 1 || evs[0].Actor != "env-actor" {
+		t.Fatalf("actor from env: %+v %v", evs, err)
+	}
+	// No database configured: usage error; unreachable database: runtime failure, password redacted.
+	if r := run(t, "", nil, "rules", "list"); r.code != ExitUsage || !strings.Contains(r.stderr, "DATABASE_URL") {
+		t.Fatalf("no database: %+v", r)
+	}
+	r = run(t, "postgres://u:hunter2@127.0.0.1:1/db?connect_timeout=2", nil, "rules", "list")
+	if r.code != ExitFailure || strings.Contains(r.stderr, "hunter2") || !strings.Contains(r.stderr, "***") {
+		t.Fatalf("unreachable database: %+v", r)
+	}
+	// migrate status on a migrated database lists applied migrations.
+	if r := mustRun(t, db, "migrate", "status"); !strings.Contains(r.stdout, "00001_policy.sql") || !strings.Contains(r.stdout, "applied") {
+		t.Fatalf("migrate status: %s", r.stdout)
+	}
+}

@@ -1,0 +1,117 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func (a *App) migrateCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply or inspect the embedded database migrations",
+		Example: `  okproxy migrate up
+  okproxy migrate status
+  okproxy migrate down    # one step`,
+	}
+	run := func(f func(ctx context.Context, a *App) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, _ []string) error { return f(cmd.Context(), a) }
+	}
+	cmd.AddCommand(
+		&cobra.Command{Use: "up", Short: "Apply all pending migrations", Args: noArgs, RunE: run(migrateUp)},
+		&cobra.Command{Use: "down", Short: "Roll back the most recent migration (one step)", Args: noArgs, RunE: run(migrateDown)},
+		&cobra.Command{Use: "status", Short: "Show applied and pending migrations", Args: noArgs, RunE: run(migrateStatus)},
+	)
+	return cmd
+}
+
+func migrateUp(ctx context.Context, a *App) error {
+	st, err := a.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	p, db, err := st.Migrator()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	res, err := p.Up(ctx)
+	for _, r := range res {
+		fmt.Fprintf(a.Stdout, "applied %s (%s)\n", r.Source.Path, r.Duration.Round(time.Millisecond))
+	}
+	if err != nil {
+		return fmt.Errorf("migrate up: %w", err)
+	}
+	if len(res) == 0 {
+		fmt.Fprintln(a.Stdout, "no pending migrations")
+	}
+	return nil
+}
+
+func migrateDown(ctx context.Context, a *App) error {
+	st, err := a.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	p, db, err := st.Migrator()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	r, err := p.Down(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate down: %w", err)
+	}
+	fmt.Fprintf(a.Stdout, "rolled back %s\n", r.Source.Path)
+	return nil
+}
+
+func migrateStatus(ctx context.Context, a *App) error {
+	st, err := a.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	p, db, err := st.Migrator()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ss, err := p.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate status: %w", err)
+	}
+	tw := tabwriter.NewWriter(a.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tSTATE\tAPPLIED AT\tFILE")
+	for _, s := range ss {
+		at := "-"
+		if !s.AppliedAt.IsZero() {
+			at = s.AppliedAt.Local().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.Source.Version, s.State, at, s.Source.Path)
+	}
+	return tw.Flush()
+}
+
+// noArgs rejects positional arguments with exit code 2.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErrorf("%s takes no arguments, got %q", cmd.CommandPath(), args)
+	}
+	return nil
+}
+
+// exactArgs wants n positional arguments, named in the message.
+func exactArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != len(names) {
+			return usageErrorf("%s needs %d argument(s): %v (got %d)", cmd.CommandPath(), len(names), names, len(args))
+		}
+		return nil
+	}
+}

@@ -1,0 +1,217 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/okproxy/okproxy/internal/directory"
+	"github.com/okproxy/okproxy/internal/policy"
+	"github.com/okproxy/okproxy/internal/store"
+)
+
+type ruleTestOptions struct {
+	method string
+	path   string
+	host   string
+	scopes []string
+	user   string
+	groups []string
+	token  string
+	expect string
+	output string
+}
+
+// testResult is `rules test` output in machine form.
+type testResult struct {
+	Decision      policy.Effect  `json:"decision"`
+	Reason        policy.Reason  `json:"reason"`
+	Status        int            `json:"status"`
+	Method        string         `json:"method"`
+	Host          string         `json:"host,omitempty"`
+	Path          string         `json:"path"`
+	Subject       string         `json:"subject,omitempty"`
+	Groups        []string       `json:"groups"`
+	Matched       []string       `json:"matched"`
+	Granted       string         `json:"granted,omitempty"`
+	Denied        string         `json:"denied,omitempty"`
+	DeniedGroup   string         `json:"denied_group,omitempty"`
+	Shadow        *policy.Shadow `json:"shadow,omitempty"`
+	PolicyVersion int64          `json:"policy_version"`
+	Explanation   string         `json:"explanation"`
+}
+
+// statusFor is the HTTP status serve answers for a reason.
+func statusFor(r policy.Reason) int {
+	switch r {
+	case policy.ReasonOK, policy.ReasonQuotaUnchecked:
+		return 200
+	case policy.ReasonUnauthorized, policy.ReasonInvalidToken:
+		return 401
+	case policy.ReasonForbidden, policy.ReasonInsufficientScope, policy.ReasonUserInactive:
+		return 403
+	case policy.ReasonQuotaExceeded:
+		return 429
+	case policy.ReasonBadRequest:
+		return 400
+	case policy.ReasonBadGateway:
+		return 502
+	case policy.ReasonGatewayTimeout:
+		return 504
+	}
+	return 503
+}
+
+// normalizeHost lower-cases a host and drops a port.
+func normalizeHost(h string) string {
+	if hh, _, err := net.SplitHostPort(h); err == nil {
+		h = hh
+	}
+	return strings.TrimSuffix(strings.ToLower(h), ".")
+}
+
+func (a *App) rulesTest() *cobra.Command {
+	var o ruleTestOptions
+	cmd := &cobra.Command{
+		Use:   "test --path PATH [--method M] [--user LOGIN | --groups A,B | --token JWT] [--expect allow|deny]",
+		Short: "Evaluate a request against the stored rules exactly as serve does, and say why",
+		Example: `  okproxy rules test --method GET --path /billing/x --groups Finance
+  okproxy rules test --path /billing/x --user alice@example.com --expect allow
+  okproxy rules test --path /healthz                       # anonymous caller`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runRulesTest(cmd.Context(), &o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.method, "method", "GET", "HTTP method")
+	f.StringVar(&o.path, "path", "", "request path as a client would send it, percent-encoding and all (required)")
+	f.StringVar(&o.host, "host", "", "request host")
+	f.StringSliceVar(&o.scopes, "scope", nil, "token scope (repeatable)")
+	f.StringVar(&o.user, "user", "", "evaluate as this synced Okta user (login or id)")
+	f.StringSliceVar(&o.groups, "groups", nil, "evaluate as a caller in these groups (names or ids)")
+	f.StringVar(&o.token, "token", "", "evaluate as the caller of this access token (needs --issuer and --audience)")
+	f.StringVar(&o.expect, "expect", "", "allow or deny: exit 3 when the decision differs")
+	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func (a *App) runRulesTest(ctx context.Context, o *ruleTestOptions) error {
+	if err := checkFormat(o.output, "text", "json"); err != nil {
+		return err
+	}
+	if o.path == "" {
+		return usageErrorf("path: --path is required")
+	}
+	if o.expect != "" && o.expect != "allow" && o.expect != "deny" {
+		return usageErrorf("expect: %q is not allow or deny", o.expect)
+	}
+	n := 0
+	for _, set := range []bool{o.user != "", len(o.groups) > 0, o.token != ""} {
+		if set {
+			n++
+		}
+	}
+	if n > 1 {
+		return usageErrorf("--user, --groups and --token are alternatives: give at most one")
+	}
+	if o.token != "" {
+		return usageErrorf("token: --token is not supported yet by rules test; use --user or --groups")
+	}
+	method := strings.ToUpper(strings.TrimSpace(o.method))
+	if method == "" || strings.ContainsAny(method, " \t/") {
+		return usageErrorf("method: %q is not an HTTP method", o.method)
+	}
+	res := testResult{Method: method, Host: normalizeHost(o.host), Path: o.path, Groups: []string{}, Matched: []string{}}
+	decoded, perr := policy.CanonicalPath(o.path)
+	st, err := a.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	snap, err := st.LoadSnapshot(ctx)
+	if err != nil {
+		return err
+	}
+	res.PolicyVersion = snap.PolicyVersion
+	var caller *policy.Caller
+	var inactive *directory.User
+	scopes := splitList(o.scopes)
+	switch {
+	case o.user != "":
+		u, err := st.GetUser(ctx, o.user)
+		if errors.Is(err, store.ErrNotFound) {
+			return usageErrorf("user: %q is not in the synced directory (run okproxy groups sync)", o.user)
+		}
+		if err != nil {
+			return err
+		}
+		if !u.Active() {
+			inactive = &u
+		}
+		res.Subject = u.Login
+		caller = policy.NewCaller(u.Login, u.Groups, scopes)
+		for _, g := range u.Groups {
+			res.Groups = append(res.Groups, g.Name)
+		}
+	case len(o.groups) > 0:
+		refs, _, err := st.ResolveGroups(ctx, splitList(o.groups))
+		var amb *store.AmbiguousGroupError
+		if errors.As(err, &amb) {
+			return usageErrorf("groups: %v", err)
+		}
+		if err != nil {
+			return err
+		}
+		caller = policy.NewCaller("", refs, scopes)
+		for _, g := range refs {
+			res.Groups = append(res.Groups, g.Name)
+		}
+	case len(scopes) > 0:
+		// Scopes without an identity: an authenticated caller in no group.
+		caller = policy.NewCaller("", nil, scopes)
+	}
+	switch {
+	case perr != nil:
+		res.Decision, res.Reason = policy.Deny, policy.ReasonBadRequest
+		res.Explanation = "request refused before any rule is evaluated: " + perr.Error()
+	default:
+		res.Path = decoded
+		pol, err := policy.Compile(snap.Rules)
+		if err != nil {
+			return fmt.Errorf("compile stored policy: %w", err)
+		}
+		d := pol.Decide(policy.Request{Host: res.Host, Method: method, Path: decoded}, caller)
+		res.Decision, res.Reason = d.Effect, d.Reason
+		res.Matched = append(res.Matched, d.Matched...)
+		res.Granted, res.Denied, res.DeniedGroup, res.Shadow = d.Granted, d.Denied, d.DeniedGroup, d.Shadow
+		res.Explanation = d.Explain()
+		if inactive != nil {
+			res.Decision, res.Reason = policy.Deny, policy.ReasonUserInactive
+			res.Explanation = fmt.Sprintf("user %s is %s in Okta: refused before rules apply (rules alone would say: %s)",
+				inactive.Login, inactive.Status, d.Effect)
+		}
+	}
+	res.Status = statusFor(res.Reason)
+	if o.output == "json" {
+		if err := writeJSON(a.Stdout, res); err != nil {
+			return err
+		}
+	} else {
+		caller := "anonymous"
+		if res.Subject != "" || len(res.Groups) > 0 || len(scopes) > 0 {
+			caller = fmt.Sprintf("%s groups=[%s] scopes=[%s]", cmpOr(res.Subject, "(caller)"), strings.Join(res.Groups, ", "), strings.Join(scopes, " "))
+		}
+		fmt.Fprintf(a.Stdout, "decision: %s (%s, HTTP %d)\n", res.Decision, res.Reason, res.Status)
+		fmt.Fprintf(a.Stdout, "request:  %s %s%s\n", method, res.Host, res.Path)
+		fmt.Fprintf(a.Stdout, "caller:   %s\n", caller)
+		fmt.Fprintf(a.Stdout, "policy:   version %d\n", res.PolicyVersion)
+		fmt.Fprintf(a.Stdout, "why:      %s\n", strings.ReplaceAll(strings.TrimSpace(res.Explanation), "\n", "\n          "))
+	}
+	if o.expect != "" && string(res.Decision) != o.expect {
+		return checkFailedf("expected %s, got %s (%s)", o.expect, res.Decision, res.Reason)
+	}
+	return nil
+}
