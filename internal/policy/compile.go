@@ -43,7 +43,7 @@ type node struct {
 }
 
 // methodMask has one bit per known method; methodOther stands for any method
-// outside Methods, which only rules without a method list match.
+// outside knownMethods, which only rules without a method list match.
 type methodMask uint16
 
 const (
@@ -55,7 +55,7 @@ func methodBit(m string) methodMask {
 	// ASCII case-insensitive: methods are case-sensitive in HTTP, but an
 	// upstream that upper-cases "delete" must not turn it into a DELETE our
 	// deny rules never saw.
-	for i, k := range Methods {
+	for i, k := range knownMethods {
 		if len(m) == len(k) && strings.EqualFold(m, k) {
 			return 1 << i
 		}

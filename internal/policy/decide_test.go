@@ -8,11 +8,17 @@ import (
 	"testing"
 )
 
+// mustCompile compiles rules with every rule enabled.
 func mustCompile(t testing.TB, rules ...Rule) *Policy {
 	t.Helper()
 	for i := range rules {
-		rules[i].Enabled = !rules[i].Enabled // tests list the rare disabled rule
+		rules[i].Enabled = true
 	}
+	return mustCompileAsIs(t, rules...)
+}
+
+func mustCompileAsIs(t testing.TB, rules ...Rule) *Policy {
+	t.Helper()
 	p, err := Compile(rules)
 	if err != nil {
 		t.Fatalf("Compile: %v", err)
@@ -142,6 +148,7 @@ func TestDecideDenyWinsOverPublic(t *testing.T) {
 	blocked := tokenCaller("blocked")
 	runDecide(t, p, []decideCase{
 		{name: "deny beats public", req: get("/open/secret"), caller: blocked, effect: Deny, reason: ReasonForbidden, denied: "block", group: "Blocked", matched: []string{"block", "open"}},
+		{name: "trailing slash does not escape a deny", req: get("/open/secret/"), caller: blocked, effect: Deny, reason: ReasonForbidden, denied: "block", group: "Blocked"},
 		{name: "public for others", req: get("/open/secret"), caller: tokenCaller("x"), effect: Allow, reason: ReasonOK, granted: "open"},
 		{name: "anonymous is in no deny group", req: get("/open/secret"), caller: nil, effect: Allow, reason: ReasonOK, granted: "open"},
 		{name: "public rule's own deny", req: get("/pd"), caller: blocked, effect: Deny, reason: ReasonForbidden, denied: "public-with-deny", group: "Blocked"},
@@ -191,11 +198,11 @@ func TestDecideMethodsAndHosts(t *testing.T) {
 
 func TestDecideDisabledRulesIgnored(t *testing.T) {
 	t.Parallel()
-	p := mustCompile(t,
-		Rule{Name: "grant", Path: "/a", Allow: names("G")},
-		Rule{Name: "off-deny", Path: "/a", Deny: names("G"), Enabled: true}, // mustCompile flips: disabled
-		Rule{Name: "off-grant", Path: "/b", AllowAuthenticated: true, Enabled: true},
-		Rule{Name: "off-report", Path: "/a", Deny: names("G"), Mode: ModeReport, Enabled: true},
+	p := mustCompileAsIs(t,
+		Rule{Name: "grant", Path: "/a", Allow: names("G"), Enabled: true},
+		Rule{Name: "off-deny", Path: "/a", Deny: names("G")},
+		Rule{Name: "off-grant", Path: "/b", AllowAuthenticated: true},
+		Rule{Name: "off-report", Path: "/a", Deny: names("G"), Mode: ModeReport},
 	)
 	if p.Len() != 4 {
 		t.Errorf("Len() = %d, want 4 (disabled rules count)", p.Len())
@@ -368,5 +375,26 @@ func TestFoldKey(t *testing.T) {
 	}
 	if foldKey("finance") != "finance" || foldKey("FinAnce") != "finance" {
 		t.Error("ASCII names must fold to lower case")
+	}
+}
+
+func TestDecideConcurrent(t *testing.T) {
+	t.Parallel()
+	p := mustCompile(t, specRules()...)
+	c := tokenCaller("Finance")
+	done := make(chan bool)
+	for range 4 {
+		go func() {
+			ok := true
+			for range 200 {
+				ok = ok && p.Decide(get("/billing/x"), c).Effect == Allow
+			}
+			done <- ok
+		}()
+	}
+	for range 4 {
+		if !<-done {
+			t.Error("concurrent Decide disagreed")
+		}
 	}
 }

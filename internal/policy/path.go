@@ -31,9 +31,14 @@ const (
 	pathEncodedControl = "encoded control character in path"
 )
 
-// CanonicalPath decodes the raw, still-escaped request path (the path part of
-// the request target, as r.URL.EscapedPath() or RequestURI up to '?' give it)
-// and returns the decoded path that rules are matched against.
+// CanonicalPath decodes the raw, still-escaped request path and returns the
+// decoded path that rules are matched against.
+//
+// Pass the path exactly as the client sent it: r.URL.RawPath when it is set,
+// else r.URL.EscapedPath(). Do not pass r.URL.EscapedPath() alone: when the
+// raw path holds a character Go would have escaped ('{', '"', ...) it
+// re-escapes r.URL.Path instead, and "/a%2Fb/{x}" comes back as "/a/b/%7Bx%7D"
+// with the encoded slash gone. Never pass r.URL.Path, which is decoded.
 //
 // Escapes are decoded exactly once: %252e becomes the literal segment "%2e",
 // which is not a dot segment; EscapePath turns it back into %252e so the

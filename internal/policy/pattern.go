@@ -47,6 +47,10 @@ func ParsePattern(s string) (Pattern, error) {
 	if s == "" {
 		return fail("is empty; a pattern must start with /")
 	}
+	if strings.TrimSpace(s) != s {
+		// Almost certainly a copy-paste slip; Rule.Normalize trims it.
+		return fail("has leading or trailing white space")
+	}
 	if s[0] != '/' {
 		return fail("must start with /")
 	}

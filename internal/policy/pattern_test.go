@@ -35,6 +35,8 @@ func TestParsePatternRejects(t *testing.T) {
 		{"/a?x=1", "query string"},
 		{"/a#frag", "fragment"},
 		{"/\xff", "UTF-8"},
+		{"/a ", "white space"},
+		{" /a", "white space"},
 	} {
 		_, err := ParsePattern(tc.pattern)
 		var pe *PatternError

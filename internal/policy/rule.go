@@ -28,8 +28,12 @@ type RuleError struct {
 func (e *RuleError) Error() string { return "rule " + strconv.Quote(e.Rule) + ": " + e.Err.Error() }
 func (e *RuleError) Unwrap() error { return e.Err }
 
-// Methods is the set of HTTP methods a rule may name, in canonical order.
-var Methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+// knownMethods are the HTTP methods a rule may name; a method's index is its
+// bit in methodMask, which is why this is not an exported, mutable slice.
+var knownMethods = [...]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+
+// KnownMethods returns the HTTP methods a rule may name, for help texts.
+func KnownMethods() []string { return slices.Clone(knownMethods[:]) }
 
 // String names the group the way a human would: by name, else by id.
 func (g GroupRef) String() string {
@@ -39,7 +43,7 @@ func (g GroupRef) String() string {
 	return g.ID
 }
 
-// Normalize puts r into its stored form: surrounding space trimmed, methods
+// Normalize puts r into its stored form, rewriting r's slices in place: surrounding space trimmed, methods
 // upper case, hosts lower case without a trailing dot, lists sorted and
 // deduplicated, mode defaulted to enforce. Empty list entries are kept on
 // purpose: dropping them could turn an empty --method flag into "all methods", so
@@ -131,8 +135,8 @@ func (r Rule) Validate() error {
 		return bad("path", err.Error())
 	}
 	for _, m := range r.Methods {
-		if !slices.Contains(Methods, strings.ToUpper(strings.TrimSpace(m))) {
-			return bad("methods", "unknown method "+strconv.Quote(m)+" (want one of "+strings.Join(Methods, ", ")+")")
+		if !slices.Contains(knownMethods[:], strings.ToUpper(strings.TrimSpace(m))) {
+			return bad("methods", "unknown method "+strconv.Quote(m)+" (want one of "+strings.Join(knownMethods[:], ", ")+")")
 		}
 	}
 	for _, h := range r.Hosts {

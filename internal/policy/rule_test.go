@@ -117,7 +117,7 @@ func TestValidateAccepts(t *testing.T) {
 		{Name: "public-deny", Path: "/p", Public: true, Deny: names("X")},
 		{Name: "auth.and_groups-1", Path: "/*/x", AllowAuthenticated: true, Allow: names("G")},
 		{Name: "hosts", Path: "/h", Public: true, Hosts: []string{"*.example.com", "API.example.com", "10.0.0.1", "svc_a.internal", "x.test."}},
-		{Name: "methods", Path: "/m", Public: true, Methods: Methods},
+		{Name: "methods", Path: "/m", Public: true, Methods: KnownMethods()},
 		{Name: "lower-methods", Path: "/m", Public: true, Methods: []string{"get"}},
 		{Name: "scopes", Path: "/s", Allow: []GroupRef{{ID: "00gABC123", Name: "00gABC123"}}, Scopes: []string{"profile:read", "api://x/y"}},
 		{Name: "report", Path: "/r", AllowAuthenticated: true, Mode: ModeReport, Description: "line one\n\tline two"},

@@ -82,6 +82,7 @@ type Decision struct {
 	// method and host matched, in rule-name order.
 	Matched []string
 	// Granted is the rule that granted access (first by name when several do).
+	// It is empty on a denial: nothing granted the request then.
 	Granted string
 	// Denied is the rule whose deny list holds the caller, and DeniedGroup the
 	// group (as named in the rule) that put the caller there.

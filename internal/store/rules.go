@@ -414,3 +414,13 @@ func (s *Store) LoadSnapshot(ctx context.Context) (*Snapshot, error) {
 	}
 	return snap, nil
 }
+
+// LoadRules returns every rule with the policy version they belong to, read
+// in one repeatable-read transaction.
+func (s *Store) LoadRules(ctx context.Context) (int64, []policy.Rule, error) {
+	snap, err := s.LoadSnapshot(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	return snap.PolicyVersion, snap.Rules, nil
+}

@@ -43,6 +43,9 @@ type Config struct {
 	StatementTimeout time.Duration
 	// MaxConns bounds the pool (default pgxpool's: max(4, NumCPU)).
 	MaxConns int32
+	// Lazy skips the initial ping: serve starts (and fails closed) even when
+	// the database is unreachable, and connects once it is back.
+	Lazy bool
 }
 
 // Store wraps one pgxpool per process.
@@ -80,6 +83,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("connect to database %s: %w", Redact(cfg.URL), err)
+	}
+	if cfg.Lazy {
+		return &Store{pool: pool, url: cfg.URL}, nil
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()

@@ -1,0 +1,53 @@
+// Package audit owns okproxy's audit trail: the event every answered request
+// produces, the asynchronous batched writer with its local spool for database
+// outages, and the queries and reports over stored events.
+package audit
+
+import "time"
+
+// Event is one answered request (SPEC §6). JSON names are the machine field
+// names of `okproxy audit query -o json`. Raw tokens are never part of it.
+type Event struct {
+	// ID makes replays from the spool idempotent; it is not shown in query output.
+	ID            [16]byte  `json:"-"`
+	Time          time.Time `json:"time"`
+	RequestID     string    `json:"request_id"`
+	Replica       string    `json:"replica"`
+	Method        string    `json:"method"`
+	Host          string    `json:"host"`
+	Path          string    `json:"path"` // never the query string
+	Status        int       `json:"status"`
+	Decision      string    `json:"decision"` // allow, deny or error
+	Reason        string    `json:"reason"`
+	PolicyVersion int64     `json:"policy_version"`
+	Rules         []string  `json:"rules"`  // matched rule names
+	Rule          string    `json:"rule"`   // granting rule (denying rule for an explicit deny)
+	Shadow        string    `json:"shadow"` // outcome of report-only rules, e.g. "deny:forbidden:new-export (changed)"
+	Subject       string    `json:"subject"`
+	UserID        string    `json:"user_id"`
+	Email         string    `json:"email"`
+	Groups        []string  `json:"groups"`
+	ClientIP      string    `json:"client_ip"`
+	UserAgent     string    `json:"user_agent"`
+	JTI           string    `json:"jti"`
+	ClientID      string    `json:"client_id"`
+	LatencyMS     float64   `json:"latency_ms"`
+}
+
+// Decisions.
+const (
+	DecisionAllow = "allow"
+	DecisionDeny  = "deny"
+	DecisionError = "error"
+)
+
+// Sink is what the request path uses. The proxy calls Reserve before it
+// forwards a request, so that an event that could be neither queued nor
+// spooled refuses the request (503) instead of letting it through unaudited;
+// Commit hands over the finished event and never blocks or fails. Record is
+// Reserve followed by Commit, for responses the proxy makes itself.
+type Sink interface {
+	Reserve() error
+	Commit(e *Event)
+	Record(e *Event) error
+}

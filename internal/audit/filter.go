@@ -1,0 +1,82 @@
+package audit
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Filter selects stored events for `okproxy audit query`. Zero fields do not
+// filter.
+type Filter struct {
+	Since, Until time.Time // Since inclusive, Until exclusive
+	// User matches subject or email (case-insensitively) or user id.
+	User string
+	// Group matches a group in the event's token (case-insensitively).
+	Group    string
+	Decision string
+	Reason   string
+	// Rule matches the granting (or denying) rule or any matched rule.
+	Rule       string
+	PathPrefix string
+	Status     int
+	// Limit bounds the rows returned (newest first).
+	Limit int
+}
+
+// Decisions lists the valid Decision values.
+var Decisions = []string{DecisionAllow, DecisionDeny, DecisionError}
+
+// ValidDecision reports whether d is allow, deny or error.
+func ValidDecision(d string) bool {
+	for _, v := range Decisions {
+		if d == v {
+			return true
+		}
+	}
+	return false
+}
+
+var dayRe = regexp.MustCompile(`(\d+(?:\.\d+)?)d`)
+
+// ParseDuration is time.ParseDuration plus days: "90d", "1d12h", "36h".
+// Negative durations are refused: every okproxy duration is a length.
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, fmt.Errorf("empty duration")
+	}
+	var total time.Duration
+	rest := dayRe.ReplaceAllStringFunc(s, func(m string) string {
+		f, _ := strconv.ParseFloat(strings.TrimSuffix(m, "d"), 64)
+		total += time.Duration(f * 24 * float64(time.Hour))
+		return ""
+	})
+	if rest != "" {
+		d, err := time.ParseDuration(rest)
+		if err != nil {
+			return 0, fmt.Errorf("invalid duration %q (use e.g. 90m, 36h, 7d)", s)
+		}
+		total += d
+	}
+	if total < 0 {
+		return 0, fmt.Errorf("negative duration %q", s)
+	}
+	return total, nil
+}
+
+// ParseTimeBound reads a time bound: a duration back from now ("1h", "7d")
+// or an RFC 3339 time ("2024-05-01T00:00:00Z"); a bare date is midnight UTC.
+func ParseTimeBound(s string, now time.Time) (time.Time, error) {
+	if d, err := ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02"} {
+		if t, err := time.Parse(layout, strings.TrimSpace(s)); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("invalid time %q: want a duration back from now (1h, 7d) or RFC 3339 (2006-01-02T15:04:05Z)", s)
+}

@@ -1,0 +1,182 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// methodOverrideHeaders let some frameworks treat a POST as another method;
+// a client must not be able to change the method after the policy decided.
+var methodOverrideHeaders = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
+// stripInbound removes headers a client could use to pose as someone else or
+// to change what the upstream does after the decision.
+func stripInbound(h http.Header) {
+	for k := range h {
+		if len(k) >= 10 && strings.EqualFold(k[:10], "X-Okproxy-") {
+			delete(h, k)
+		}
+	}
+	for _, k := range methodOverrideHeaders {
+		h.Del(k)
+	}
+	// Header keys arrive canonicalised by net/http, but a map built by hand
+	// (or a future HTTP/2 path) may not be: catch any spelling.
+	for k := range h {
+		lk := strings.ToLower(k)
+		if lk == "x-http-method-override" || lk == "x-http-method" || lk == "x-method-override" {
+			delete(h, k)
+		}
+	}
+}
+
+// rawPath extracts the escaped path from the request target exactly as the
+// client sent it (RequestURI), so nothing has been decoded or cleaned yet.
+// Absolute-form targets are accepted (proxies send them); asterisk-form and
+// authority-form (CONNECT) are not paths and are refused.
+func rawPath(requestURI string) (string, bool) {
+	if requestURI == "" {
+		return "", false
+	}
+	if requestURI[0] != '/' {
+		i := strings.Index(requestURI, "://")
+		if i <= 0 {
+			return "", false
+		}
+		rest := requestURI[i+3:]
+		j := strings.IndexByte(rest, '/')
+		if j < 0 {
+			return "/", !strings.ContainsAny(rest, "?#")
+		}
+		requestURI = rest[j:]
+	}
+	if i := strings.IndexByte(requestURI, '?'); i >= 0 {
+		requestURI = requestURI[:i]
+	}
+	if strings.IndexByte(requestURI, '#') >= 0 {
+		return "", false
+	}
+	return requestURI, true
+}
+
+// safeLogPath keeps a refused raw path printable and short for logs and audit.
+func safeLogPath(raw string) string {
+	if len(raw) > 1024 {
+		raw = raw[:1024]
+	}
+	var b strings.Builder
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if c < 0x20 || c == 0x7f || c >= 0x80 {
+			b.WriteString("%" + strings.ToUpper(hex.EncodeToString([]byte{c})))
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// requestID keeps a sane incoming X-Request-Id, else makes one.
+func requestID(in string) string {
+	if in != "" && len(in) <= 128 {
+		ok := true
+		for i := 0; i < len(in); i++ {
+			c := in[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return in
+		}
+	}
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (h *Handler) trusted(remoteAddr string) bool {
+	if len(h.cfg.TrustedProxies) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	return inPrefixes(ap.Addr().Unmap(), h.cfg.TrustedProxies)
+}
+
+func inPrefixes(a netip.Addr, ps []netip.Prefix) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientIP is the peer address, or, when the peer is a trusted proxy, the
+// right-most address in X-Forwarded-For that is not itself trusted.
+func (h *Handler) clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	peer = peer.Unmap()
+	if !inPrefixes(peer, h.cfg.TrustedProxies) {
+		return peer.String()
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				hops = append(hops, p)
+			}
+		}
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(hops[i])
+		if err != nil {
+			// Garbage in the chain: stop believing it at this point.
+			return peer.String()
+		}
+		a = a.Unmap()
+		if !inPrefixes(a, h.cfg.TrustedProxies) {
+			return a.String()
+		}
+	}
+	return peer.String()
+}
+
+// normalizeHost lower-cases the Host header and drops the port.
+func normalizeHost(h string) string {
+	if hh, _, err := net.SplitHostPort(h); err == nil {
+		h = hh
+	}
+	h = strings.TrimSuffix(strings.ToLower(h), ".")
+	return strings.Trim(h, "[]")
+}
+
+// headerSafe drops characters that cannot appear in a header value.
+func headerSafe(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return strings.Map(func(r rune) rune {
+				if r < 0x20 && r != '\t' || r == 0x7f {
+					return -1
+				}
+				return r
+			}, s)
+		}
+	}
+	return s
+}

@@ -1,0 +1,470 @@
+// Package proxy is okproxy's request path: an http.Handler that, in this
+// order, assigns a request id, refuses hostile paths and strips spoofable
+// headers, verifies the bearer token, resolves the caller's groups, decides
+// with the current policy snapshot, applies quotas, reserves an audit slot,
+// and forwards the request with httputil.ReverseProxy. Every answered request
+// produces exactly one audit event and one metrics observation.
+//
+// The stages live in ServeHTTP in that order on purpose: it is the one place
+// a reviewer reads to know what runs before what.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/okproxy/okproxy/internal/audit"
+	"github.com/okproxy/okproxy/internal/authn"
+	"github.com/okproxy/okproxy/internal/directory"
+	"github.com/okproxy/okproxy/internal/policy"
+	"github.com/okproxy/okproxy/internal/snapshot"
+)
+
+// GroupsSource says where a caller's groups come from (SPEC §4).
+type GroupsSource string
+
+const (
+	// GroupsAuto: the token's claim, except when it is missing or holds
+	// OktaGroupsCap entries, then the synced directory.
+	GroupsAuto GroupsSource = "auto"
+	// GroupsToken: the token's claim only.
+	GroupsToken GroupsSource = "token"
+	// GroupsDirectory: the synced directory only (by uid, then sub as login).
+	GroupsDirectory GroupsSource = "directory"
+	// GroupsUnion: both.
+	GroupsUnion GroupsSource = "union"
+)
+
+// OktaGroupsCap is the number of groups beyond which Okta truncates or
+// refuses the groups claim: a claim that holds exactly this many may be
+// incomplete.
+const OktaGroupsCap = 100
+
+// Verifier verifies bearer tokens (internal/authn).
+type Verifier interface {
+	Verify(ctx context.Context, raw string) (*authn.Identity, error)
+}
+
+// Snapshots gives the policy snapshot in force (internal/snapshot).
+type Snapshots interface {
+	Current() *snapshot.Snapshot
+}
+
+// Config configures the handler. Zero values get the defaults in New.
+type Config struct {
+	// Upstream is where allowed requests go.
+	Upstream *url.URL
+	// Transport carries requests upstream (default: NewTransport(TransportConfig{})).
+	Transport http.RoundTripper
+	Verifier  Verifier
+	Snapshots Snapshots
+	// Audit receives one event per answered request.
+	Audit audit.Sink
+	// Quota, when set, limits callers after authorisation.
+	Quota Limiter
+	// GroupsSource selects where groups come from (default auto).
+	GroupsSource GroupsSource
+	// TrustedProxies are the peers whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+	// Replica names this process in audit events.
+	Replica string
+	Logger  *slog.Logger
+	Metrics *Metrics
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Handler is the proxy.
+type Handler struct {
+	cfg Config
+	rp  *httputil.ReverseProxy
+}
+
+// New builds the handler.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Upstream == nil || cfg.Upstream.Host == "" {
+		return nil, errors.New("proxy: upstream URL required")
+	}
+	if cfg.Verifier == nil || cfg.Snapshots == nil || cfg.Audit == nil {
+		return nil, errors.New("proxy: verifier, snapshots and audit are required")
+	}
+	if cfg.GroupsSource == "" {
+		cfg.GroupsSource = GroupsAuto
+	}
+	switch cfg.GroupsSource {
+	case GroupsAuto, GroupsToken, GroupsDirectory, GroupsUnion:
+	default:
+		return nil, errors.New("proxy: groups source must be auto, token, directory or union")
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = NewTransport(TransportConfig{})
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	h := &Handler{cfg: cfg}
+	h.rp = &httputil.ReverseProxy{
+		Rewrite:       h.rewrite,
+		Transport:     cfg.Transport,
+		ErrorHandler:  h.upstreamError,
+		FlushInterval: -1, // stream: never buffer responses
+		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	return h, nil
+}
+
+// reqState travels with a request through the stages and into the audit event.
+type reqState struct {
+	start    time.Time
+	id       string
+	clientIP string
+	path     string // canonical, decoded
+	ident    *authn.Identity
+	groups   []policy.GroupRef
+	snap     *snapshot.Snapshot
+	decision policy.Decision
+	reason   policy.Reason
+	detail   string // log-only detail of a refusal
+	quota    *QuotaDecision
+	upstream policy.Reason // set by the error handler
+}
+
+type stateKey struct{}
+
+// ServeHTTP runs the stages in order. Every return path answers exactly once
+// and records exactly one audit event.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st := &reqState{start: h.cfg.Now()}
+	st.id = requestID(r.Header.Get("X-Request-Id"))
+	st.clientIP = h.clientIP(r)
+
+	// 1. Hygiene: before anything else looks at the request.
+	stripInbound(r.Header)
+	raw, ok := rawPath(r.RequestURI)
+	if !ok {
+		h.refuse(w, r, st, policy.ReasonBadRequest, "request target is not an origin-form path")
+		return
+	}
+	decoded, err := policy.CanonicalPath(raw)
+	if err != nil {
+		st.path = safeLogPath(raw)
+		h.refuse(w, r, st, policy.ReasonBadRequest, err.Error())
+		return
+	}
+	st.path = decoded
+
+	// 2. Policy snapshot: fail closed without one.
+	st.snap = h.cfg.Snapshots.Current()
+	if st.snap == nil || st.snap.Policy == nil {
+		h.refuse(w, r, st, policy.ReasonUnavailable, "no policy snapshot has been loaded")
+		return
+	}
+
+	// 3. Authentication: a token that is present must be valid, even on public routes.
+	tok, present, err := authn.BearerTokenFromHeader(r.Header)
+	if err != nil {
+		h.refuse(w, r, st, policy.ReasonInvalidToken, err.Error())
+		return
+	}
+	var caller *policy.Caller
+	if present {
+		st.ident, err = h.cfg.Verifier.Verify(r.Context(), tok)
+		if err != nil {
+			h.refuse(w, r, st, policy.ReasonInvalidToken, err.Error())
+			return
+		}
+		var user *directory.User
+		st.groups, user = h.resolveGroups(st.ident, st.snap.Directory)
+		if user != nil && !user.Active() {
+			h.refuse(w, r, st, policy.ReasonUserInactive, "okta user status "+user.Status)
+			return
+		}
+		caller = policy.NewCaller(st.ident.Subject, st.groups, st.ident.Scopes)
+	}
+
+	// 4. Authorisation.
+	st.decision = st.snap.Policy.Decide(policy.Request{Host: normalizeHost(r.Host), Method: r.Method, Path: decoded}, caller)
+	if st.decision.Effect != policy.Allow {
+		h.refuse(w, r, st, st.decision.Reason, st.decision.Explain())
+		return
+	}
+
+	// 5. Quota: after authorisation, so denied requests consume nothing.
+	if h.cfg.Quota != nil && st.ident != nil {
+		qd := h.cfg.Quota.Admit(r.Context(), QuotaCheck{Method: r.Method, Path: decoded, Subject: st.ident.Subject, UserID: st.ident.UserID, Groups: st.groups})
+		st.quota = &qd
+		if qd.Limited {
+			setRateLimitHeaders(w.Header(), qd)
+		}
+		if !qd.Allowed {
+			h.refuse(w, r, st, policy.ReasonQuotaExceeded, "quota "+qd.Quota+" exhausted")
+			return
+		}
+	}
+
+	// 6. Audit: no slot, no service.
+	if err := h.cfg.Audit.Reserve(); err != nil {
+		h.cfg.Metrics.auditRefused.Inc()
+		h.refuseUnaudited(w, r, st, err)
+		return
+	}
+
+	// 7. Forward.
+	st.reason = policy.ReasonOK
+	if st.quota != nil && st.quota.Unchecked {
+		st.reason = policy.ReasonQuotaUnchecked
+	}
+	rw := &responseRecorder{ResponseWriter: w}
+	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+	h.rp.ServeHTTP(rw, r)
+	status := rw.status
+	if status == 0 {
+		status = http.StatusOK
+		if rw.hijacked {
+			status = http.StatusSwitchingProtocols
+		}
+	}
+	reason := st.reason
+	if st.upstream != "" {
+		reason = st.upstream
+	}
+	h.cfg.Audit.Commit(h.event(r, st, status, reason))
+	h.observe(st, status, reason)
+}
+
+// rewrite builds the outbound request: canonical path, identity headers,
+// X-Forwarded-*. Runs inside ReverseProxy, which has already removed
+// hop-by-hop and inbound X-Forwarded-* headers from pr.Out.
+func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
+	st, _ := pr.In.Context().Value(stateKey{}).(*reqState)
+	pr.Out.URL.Path = st.path
+	pr.Out.URL.RawPath = policy.EscapePath(st.path)
+	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+	pr.SetURL(h.cfg.Upstream)
+	if h.trusted(pr.In.RemoteAddr) {
+		// A trusted proxy's chain is kept and our peer appended to it.
+		if xff := pr.In.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			pr.Out.Header["X-Forwarded-For"] = xff
+		}
+	}
+	pr.SetXForwarded()
+	if h.trusted(pr.In.RemoteAddr) {
+		if p := pr.In.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
+			pr.Out.Header.Set("X-Forwarded-Proto", p)
+		}
+		if fh := pr.In.Header.Get("X-Forwarded-Host"); fh != "" {
+			pr.Out.Header.Set("X-Forwarded-Host", fh)
+		}
+	}
+	out := pr.Out.Header
+	out.Set("X-Request-Id", st.id)
+	if st.ident != nil {
+		out.Set("X-Okproxy-User", headerSafe(st.ident.Subject))
+		if st.ident.UserID != "" {
+			out.Set("X-Okproxy-User-Id", headerSafe(st.ident.UserID))
+		}
+		out.Set("X-Okproxy-Groups", headerSafe(groupNames(st.groups)))
+	}
+	out.Set("X-Okproxy-Rule", st.decision.Granted)
+}
+
+// upstreamError maps transport failures to 502/504 with the proxy's JSON body.
+func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	st, _ := r.Context().Value(stateKey{}).(*reqState)
+	reason := policy.ReasonBadGateway
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		reason = policy.ReasonGatewayTimeout
+	}
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away; nobody reads the answer. Nginx's 499.
+		reason = policy.ReasonBadGateway
+	}
+	if st != nil {
+		st.upstream = reason
+		st.detail = err.Error()
+	}
+	h.cfg.Logger.Warn("upstream request failed", "request_id", idOf(st), "reason", reason, "err", err)
+	writeError(w, reason, idOf(st))
+}
+
+func idOf(st *reqState) string {
+	if st == nil {
+		return ""
+	}
+	return st.id
+}
+
+// refuse answers a request the proxy decided itself and audits it. If the
+// audit event cannot be queued or spooled the answer becomes 503.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, st *reqState, reason policy.Reason, detail string) {
+	st.detail = detail
+	ev := h.event(r, st, statusFor(reason), reason)
+	if err := h.cfg.Audit.Record(ev); err != nil {
+		h.cfg.Metrics.auditRefused.Inc()
+		h.refuseUnaudited(w, r, st, err)
+		return
+	}
+	h.log(st, reason, r)
+	writeError(w, reason, st.id)
+	h.observe(st, statusFor(reason), reason)
+}
+
+// refuseUnaudited is the answer when the audit trail cannot take the event.
+func (h *Handler) refuseUnaudited(w http.ResponseWriter, r *http.Request, st *reqState, err error) {
+	h.cfg.Logger.Error("audit unavailable; refusing request", "request_id", st.id, "method", r.Method, "path", st.path, "err", err)
+	writeError(w, policy.ReasonUnavailable, st.id)
+	h.observe(st, http.StatusServiceUnavailable, policy.ReasonUnavailable)
+}
+
+func (h *Handler) log(st *reqState, reason policy.Reason, r *http.Request) {
+	attrs := []any{"request_id", st.id, "decision", decisionOf(reason), "reason", reason, "method", r.Method,
+		"path", st.path, "client_ip", st.clientIP, "detail", st.detail}
+	if st.ident != nil {
+		attrs = append(attrs, "subject", st.ident.Subject)
+	}
+	if st.decision.Denied != "" {
+		attrs = append(attrs, "rule", st.decision.Denied, "group", st.decision.DeniedGroup)
+	}
+	h.cfg.Logger.Info("request refused", attrs...)
+}
+
+// resolveGroups picks the caller's groups per the configured source and
+// returns the directory user when one was found.
+func (h *Handler) resolveGroups(id *authn.Identity, dir *directory.Directory) ([]policy.GroupRef, *directory.User) {
+	var user *directory.User
+	if dir != nil && dir.Synced {
+		user, _ = dir.Lookup(id.UserID, id.Subject)
+	}
+	fromToken := func() []policy.GroupRef {
+		g := make([]policy.GroupRef, len(id.Groups))
+		for i, n := range id.Groups {
+			g[i] = policy.GroupRef{Name: n}
+		}
+		return g
+	}
+	fromDir := func() []policy.GroupRef {
+		if user == nil {
+			return nil
+		}
+		return user.Groups
+	}
+	switch h.cfg.GroupsSource {
+	case GroupsToken:
+		return fromToken(), user
+	case GroupsDirectory:
+		return fromDir(), user
+	case GroupsUnion:
+		return append(fromToken(), fromDir()...), user
+	}
+	if !id.GroupsClaimPresent || len(id.Groups) >= OktaGroupsCap {
+		return fromDir(), user
+	}
+	return fromToken(), user
+}
+
+func groupNames(gs []policy.GroupRef) string {
+	var b strings.Builder
+	seen := make(map[string]bool, len(gs))
+	for _, g := range gs {
+		k := strings.ToLower(g.Name)
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(g.Name)
+	}
+	return b.String()
+}
+
+func (h *Handler) event(r *http.Request, st *reqState, status int, reason policy.Reason) *audit.Event {
+	e := &audit.Event{
+		Time:      st.start,
+		RequestID: st.id,
+		Replica:   h.cfg.Replica,
+		Method:    r.Method,
+		Host:      normalizeHost(r.Host),
+		Path:      st.path,
+		Status:    status,
+		Decision:  decisionOf(reason),
+		Reason:    string(reason),
+		Rules:     st.decision.Matched,
+		Rule:      st.decision.Granted,
+		ClientIP:  st.clientIP,
+		UserAgent: truncate(r.UserAgent(), 512),
+		LatencyMS: float64(h.cfg.Now().Sub(st.start).Microseconds()) / 1000,
+	}
+	if st.snap != nil {
+		e.PolicyVersion = st.snap.PolicyVersion
+	}
+	if st.decision.Denied != "" {
+		e.Rule = st.decision.Denied
+	}
+	if s := st.decision.Shadow; s != nil {
+		e.Shadow = string(s.Effect) + ":" + string(s.Reason)
+		if r := cmpOr(s.Granted, s.Denied); r != "" {
+			e.Shadow += ":" + r
+		}
+		if s.Changed {
+			e.Shadow += " (changed)"
+		}
+	}
+	if id := st.ident; id != nil {
+		e.Subject, e.UserID, e.Email, e.JTI, e.ClientID = id.Subject, id.UserID, id.Email, id.JTI, id.ClientID
+		e.Groups = make([]string, len(st.groups))
+		for i, g := range st.groups {
+			e.Groups[i] = g.Name
+		}
+	}
+	return e
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// decisionOf maps a reason to the audit decision: 5xx the proxy made are errors.
+func decisionOf(r policy.Reason) string {
+	switch r {
+	case policy.ReasonOK, policy.ReasonQuotaUnchecked:
+		return audit.DecisionAllow
+	case policy.ReasonBadGateway, policy.ReasonGatewayTimeout, policy.ReasonUnavailable:
+		return audit.DecisionError
+	}
+	return audit.DecisionDeny
+}
+
+func (h *Handler) observe(st *reqState, status int, reason policy.Reason) {
+	rule := st.decision.Granted
+	if st.decision.Denied != "" {
+		rule = st.decision.Denied
+	}
+	h.cfg.Metrics.observe(decisionOf(reason), string(reason), rule, h.cfg.Now().Sub(st.start))
+}

@@ -1,0 +1,530 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/okproxy/okproxy/internal/audit"
+	"github.com/okproxy/okproxy/internal/authn"
+	"github.com/okproxy/okproxy/internal/directory"
+	"github.com/okproxy/okproxy/internal/oktatest"
+	"github.com/okproxy/okproxy/internal/policy"
+	"github.com/okproxy/okproxy/internal/snapshot"
+)
+
+// memSink is an in-memory audit.Sink for handler tests; the real writer is
+// tested against Postgres in internal/audit and end to end in internal/server.
+type memSink struct {
+	mu     sync.Mutex
+	events []audit.Event
+	fail   bool
+}
+
+func (s *memSink) Reserve() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail {
+		return errors.New("queue full and spool unwritable")
+	}
+	return nil
+}
+func (s *memSink) Commit(e *audit.Event) { s.mu.Lock(); s.events = append(s.events, *e); s.mu.Unlock() }
+func (s *memSink) Record(e *audit.Event) error {
+	if err := s.Reserve(); err != nil {
+		return err
+	}
+	s.Commit(e)
+	return nil
+}
+func (s *memSink) all() []audit.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]audit.Event(nil), s.events...)
+}
+
+type staticSnap struct{ s *snapshot.Snapshot }
+
+func (s *staticSnap) Current() *snapshot.Snapshot { return s.s }
+
+// seen is what the test upstream reports back about a request.
+type seen struct {
+	Method     string              `json:"method"`
+	RequestURI string              `json:"request_uri"`
+	Path       string              `json:"path"`
+	Query      string              `json:"query"`
+	Header     map[string][]string `json:"header"`
+}
+
+type env struct {
+	t        *testing.T
+	iss      *oktatest.Server
+	upstream *httptest.Server
+	proxy    *httptest.Server
+	sink     *memSink
+	snap     *staticSnap
+	h        *Handler
+}
+
+var testRules = []policy.Rule{
+	{Name: "billing-read", Path: "/billing/**", Methods: []string{"GET"}, Allow: []policy.GroupRef{{Name: "Finance"}, {Name: "Auditors"}}, Enabled: true},
+	{Name: "billing-write", Path: "/billing/**", Methods: []string{"POST"}, Allow: []policy.GroupRef{{Name: "Finance"}}, Enabled: true},
+	{Name: "no-contractors", Path: "/billing/**", Deny: []policy.GroupRef{{Name: "Contractors"}}, Enabled: true},
+	{Name: "health", Path: "/healthz", Methods: []string{"GET"}, Public: true, Enabled: true},
+	{Name: "me", Path: "/me", AllowAuthenticated: true, Scopes: []string{"profile:read"}, Enabled: true},
+	{Name: "ws", Path: "/ws", AllowAuthenticated: true, Enabled: true},
+	{Name: "slow", Path: "/slow", AllowAuthenticated: true, Enabled: true},
+	{Name: "big-org", Path: "/org/**", Allow: []policy.GroupRef{{ID: "00gbigorg00000000000", Name: "BigOrg"}}, Enabled: true},
+}
+
+func compile(t *testing.T, rules []policy.Rule) *policy.Policy {
+	t.Helper()
+	for i := range rules {
+		rules[i].Normalize()
+	}
+	p, err := policy.Compile(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func newEnv(t *testing.T, mutate func(*Config)) *env {
+	t.Helper()
+	iss, err := oktatest.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { iss.Close() })
+	v, err := authn.New(context.Background(), authn.Config{Issuer: iss.Issuer(), Audiences: []string{"api://default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(300 * time.Millisecond)
+		}
+		if r.URL.Path == "/ws" && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			conn, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+			brw.Flush()
+			line, _ := brw.ReadString('\n')
+			brw.WriteString("echo:" + line)
+			brw.Flush()
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(seen{Method: r.Method, RequestURI: r.RequestURI, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header})
+	}))
+	t.Cleanup(up.Close)
+	u, _ := url.Parse(up.URL)
+	e := &env{t: t, iss: iss, upstream: up, sink: &memSink{},
+		snap: &staticSnap{&snapshot.Snapshot{PolicyVersion: 7, Policy: compile(t, append([]policy.Rule(nil), testRules...))}}}
+	cfg := Config{Upstream: u, Verifier: v, Snapshots: e.snap, Audit: e.sink, Replica: "test-1",
+		Transport: NewTransport(TransportConfig{ResponseHeaderTimeout: 150 * time.Millisecond})}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	e.h, err = New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.proxy = httptest.NewServer(e.h)
+	t.Cleanup(e.proxy.Close)
+	return e
+}
+
+func (e *env) token(sub string, groups []string, scopes ...string) string {
+	return e.iss.Mint(oktatest.Claims{Subject: sub, Groups: groups, Scopes: scopes})
+}
+
+type resp struct {
+	status int
+	header http.Header
+	body   string
+	seen   *seen
+	err    errorBody
+}
+
+// raw sends target exactly as given, bypassing Go's client-side URL handling.
+func (e *env) raw(method, target string, headers map[string]string) resp {
+	e.t.Helper()
+	conn, err := net.Dial("tcp", e.proxy.Listener.Addr().String())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer conn.Close()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n", method, target)
+	for k, v := range headers {
+		fmt.Fprintf(&b, "%s: %s\r\n", k, v)
+	}
+	b.WriteString("\r\n")
+	conn.Write([]byte(b.String()))
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	r := resp{status: res.StatusCode, header: res.Header, body: string(body)}
+	if res.Header.Get("X-Okproxy-Test-Upstream") == "" && strings.Contains(r.body, `"request_uri"`) {
+		r.seen = &seen{}
+		json.Unmarshal(body, r.seen)
+	} else {
+		json.Unmarshal(body, &r.err)
+	}
+	return r
+}
+
+func bearer(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+
+func TestResponseTable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	fin := e.token("alice@example.com", []string{"Finance"})
+	con := e.token("carl@example.com", []string{"Finance", "Contractors"})
+	eng := e.token("erin@example.com", []string{"Engineering"})
+	cases := []struct {
+		name, method, target string
+		headers              map[string]string
+		status               int
+		code, wwwAuth        string
+	}{
+		{"allowed", "GET", "/billing/x", bearer(fin), 200, "", ""},
+		{"HEAD as GET", "HEAD", "/billing/x", bearer(fin), 200, "", ""},
+		{"public without token", "GET", "/healthz", nil, 200, "", ""},
+		{"no token", "GET", "/billing/x", nil, 401, "unauthorized", "Bearer"},
+		{"basic auth is not a bearer token", "GET", "/billing/x", map[string]string{"Authorization": "Basic YTpi"}, 401, "invalid_token", `Bearer error="invalid_token"`},
+		{"garbage token", "GET", "/billing/x", bearer("not.a.jwt"), 401, "invalid_token", `Bearer error="invalid_token"`},
+		{"invalid token on public route", "GET", "/healthz", bearer("x.y.z"), 401, "invalid_token", `Bearer error="invalid_token"`},
+		{"deny list", "GET", "/billing/x", bearer(con), 403, "forbidden", ""},
+		{"no grant", "GET", "/billing/x", bearer(eng), 403, "forbidden", ""},
+		{"no rule at all", "GET", "/elsewhere", bearer(fin), 403, "forbidden", ""},
+		{"method not granted", "DELETE", "/billing/x", bearer(fin), 403, "forbidden", ""},
+		{"missing scope", "GET", "/me", bearer(eng), 403, "insufficient_scope", `Bearer error="insufficient_scope"`},
+		{"scope present", "GET", "/me", bearer(e.token("erin@example.com", nil, "profile:read")), 200, "", ""},
+		{"bad path", "GET", "/billing/%2e%2e/admin", bearer(fin), 400, "bad_request", ""},
+	}
+	for _, c := range cases {
+		r := e.raw(c.method, c.target, c.headers)
+		if r.status != c.status {
+			t.Errorf("%s: status %d, want %d (body %s)", c.name, r.status, c.status, r.body)
+			continue
+		}
+		if got := r.header.Get("WWW-Authenticate"); got != c.wwwAuth {
+			t.Errorf("%s: WWW-Authenticate %q, want %q", c.name, got, c.wwwAuth)
+		}
+		if c.code != "" {
+			if r.err.Error != c.code || r.err.RequestID == "" || r.err.Message == "" {
+				t.Errorf("%s: body %s, want error %q with message and request_id", c.name, r.body, c.code)
+			}
+			for _, g := range []string{"Finance", "Auditors", "Contractors", "billing-read"} {
+				if strings.Contains(r.body, g) {
+					t.Errorf("%s: refusal reveals %q: %s", c.name, g, r.body)
+				}
+			}
+		}
+	}
+	// Every answered request is exactly one audit event; raw tokens are nowhere in them.
+	evs := e.sink.all()
+	if len(evs) != len(cases) {
+		t.Fatalf("%d audit events for %d requests", len(evs), len(cases))
+	}
+	for _, ev := range evs {
+		b, _ := json.Marshal(ev)
+		for _, tok := range []string{fin, con, eng} {
+			if strings.Contains(string(b), tok) || strings.Contains(string(b), tok[strings.LastIndex(tok, ".")+1:]) {
+				t.Fatalf("raw token in audit event: %s", b)
+			}
+		}
+	}
+	first := evs[0]
+	if first.Decision != "allow" || first.Reason != "ok" || first.Rule != "billing-read" || first.Subject != "alice@example.com" ||
+		first.PolicyVersion != 7 || first.Replica != "test-1" || first.Status != 200 || first.Path != "/billing/x" ||
+		len(first.Groups) != 1 || first.JTI == "" || first.ClientIP != "127.0.0.1" || first.Host != "api.example.com" {
+		t.Fatalf("allowed event: %+v", first)
+	}
+	deny := evs[7]
+	if deny.Decision != "deny" || deny.Reason != "forbidden" || deny.Rule != "no-contractors" || len(deny.Rules) != 2 {
+		t.Fatalf("deny event: %+v", deny)
+	}
+	if ev := evs[3]; ev.Decision != "deny" || ev.Reason != "unauthorized" || ev.Status != 401 {
+		t.Fatalf("401 event: %+v", ev)
+	}
+}
+
+func TestEveryForgeryIsRejected(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	for _, f := range oktatest.Forgeries() {
+		tok := e.iss.Forge(f, oktatest.Claims{Subject: "mallory@example.com", Groups: []string{"Finance"}})
+		r := e.raw("GET", "/billing/x", bearer(tok))
+		valid := f == oktatest.ForgeMissingGroups || f == oktatest.ForgeHundredGroups
+		if valid {
+			if r.status == 401 {
+				t.Errorf("%v: a valid token was rejected", f)
+			}
+			continue
+		}
+		if r.status != 401 || r.err.Error != "invalid_token" {
+			t.Errorf("%v: status %d body %s, want 401 invalid_token", f, r.status, r.body)
+		}
+	}
+}
+
+func TestHostilePathsRejected(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	fin := bearer(e.token("alice@example.com", []string{"Finance"}))
+	for _, target := range []string{
+		"/billing/%2e%2e/admin", "/billing/..%2Fadmin", "//admin", "/admin;x=1", "/a%00b", "/a%5Cb",
+		"/billing/../admin", "/billing/./x", "/billing//x", "/billing/x%2fy", "/billing/%2E%2E/x", "/a%3bb",
+		"/billing/x\\y", "/%zz", "/billing/%", "/billing/%0ax", "*", "example.com:443",
+	} {
+		r := e.raw("GET", target, fin)
+		// net/http itself refuses a target that is not a parseable URI
+		// (malformed escapes) with a plain 400 before any handler runs.
+		malformed := target == "/%zz" || target == "/billing/%"
+		if r.status != 400 || (!malformed && r.err.Error != "bad_request") {
+			t.Errorf("GET %s: status %d, want 400 bad_request (body %s)", target, r.status, r.body)
+		}
+		if r.seen != nil {
+			t.Errorf("GET %s reached the upstream", target)
+		}
+	}
+	// Decoded-path matching and canonical re-escaping upstream; query untouched.
+	r := e.raw("GET", "/bil%6Cing/x?q=%2e%2e&a=b%20c", fin)
+	if r.status != 200 || r.seen == nil {
+		t.Fatalf("encoded path: %d %s", r.status, r.body)
+	}
+	if r.seen.RequestURI != "/billing/x?q=%2e%2e&a=b%20c" {
+		t.Fatalf("upstream saw %q", r.seen.RequestURI)
+	}
+	// Absolute-form targets are judged by their path.
+	if r := e.raw("GET", "http://api.example.com/billing/%2e%2e/admin", fin); r.status != 400 {
+		t.Fatalf("absolute-form dot-dot: %d", r.status)
+	}
+	// A trailing slash does not escape a deny.
+	con := bearer(e.token("carl@example.com", []string{"Finance", "Contractors"}))
+	if r := e.raw("GET", "/billing/", con); r.status != 403 {
+		t.Fatalf("trailing slash: %d", r.status)
+	}
+	if r := e.raw("GET", "/billing", con); r.status != 403 {
+		t.Fatalf("bare prefix: %d", r.status)
+	}
+}
+
+func TestHeadersToUpstream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	tok := e.iss.Mint(oktatest.Claims{Subject: "alice@example.com", UserID: "00ualice000000000000", Groups: []string{"Finance", "Auditors"}})
+	r := e.raw("POST", "/billing/x", map[string]string{
+		"Authorization":          "Bearer " + tok,
+		"X-Okproxy-User":         "admin@example.com",
+		"X-Okproxy-Groups":       "Admins",
+		"X-OKPROXY-RULE":         "spoofed",
+		"X-Okproxy-Anything":     "x",
+		"X-Http-Method-Override": "DELETE",
+		"X-Http-Method":          "DELETE",
+		"X-Method-Override":      "DELETE",
+		"X-Forwarded-For":        "6.6.6.6",
+		"X-Request-Id":           "req-abc_123",
+		"Content-Length":         "0",
+	})
+	if r.status != 200 || r.seen == nil {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	h := http.Header(r.seen.Header)
+	want := map[string]string{
+		"X-Okproxy-User": "alice@example.com", "X-Okproxy-User-Id": "00ualice000000000000",
+		"X-Okproxy-Groups": "Finance,Auditors", "X-Okproxy-Rule": "billing-write",
+		"X-Request-Id": "req-abc_123", "X-Forwarded-For": "127.0.0.1", "X-Forwarded-Host": "api.example.com",
+		"X-Forwarded-Proto": "http", "X-Okproxy-Anything": "", "X-Http-Method-Override": "",
+		"X-Http-Method": "", "X-Method-Override": "",
+	}
+	for k, v := range want {
+		if got := strings.Join(h.Values(k), ","); got != v {
+			t.Errorf("upstream %s = %q, want %q", k, got, v)
+		}
+	}
+	if r.seen.Method != "POST" {
+		t.Errorf("method changed to %s", r.seen.Method)
+	}
+	if h.Get("Authorization") == "" {
+		t.Errorf("Authorization should reach the upstream (it may want the token)")
+	}
+	// A hostile X-Request-Id is replaced, not forwarded.
+	r = e.raw("GET", "/healthz", map[string]string{"X-Request-Id": "bad id\twith<junk>"})
+	if got := http.Header(r.seen.Header).Get("X-Request-Id"); got == "" || strings.ContainsAny(got, " <>") {
+		t.Fatalf("request id %q", got)
+	}
+}
+
+func TestTrustedProxyForwardedFor(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
+	r := e.raw("GET", "/healthz", map[string]string{"X-Forwarded-For": "203.0.113.9, 10.0.0.1", "X-Forwarded-Proto": "https"})
+	h := http.Header(r.seen.Header)
+	if got := h.Get("X-Forwarded-For"); got != "203.0.113.9, 10.0.0.1, 127.0.0.1" {
+		t.Fatalf("XFF %q", got)
+	}
+	if h.Get("X-Forwarded-Proto") != "https" {
+		t.Fatalf("proto %q", h.Get("X-Forwarded-Proto"))
+	}
+	evs := e.sink.all()
+	if ip := evs[len(evs)-1].ClientIP; ip != "10.0.0.1" {
+		t.Fatalf("client ip %q, want the right-most untrusted hop 10.0.0.1", ip)
+	}
+}
+
+func TestUpstreamFailures(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	tok := bearer(e.token("a@example.com", nil))
+	if r := e.raw("GET", "/slow", tok); r.status != 504 || r.err.Error != "gateway_timeout" {
+		t.Fatalf("slow upstream: %d %s", r.status, r.body)
+	}
+	e.upstream.Close()
+	if r := e.raw("GET", "/slow", tok); r.status != 502 || r.err.Error != "bad_gateway" {
+		t.Fatalf("closed upstream: %d %s", r.status, r.body)
+	}
+	evs := e.sink.all()
+	if len(evs) != 2 || evs[0].Decision != "error" || evs[0].Reason != "gateway_timeout" || evs[1].Reason != "bad_gateway" || evs[1].Status != 502 {
+		t.Fatalf("events: %+v", evs)
+	}
+}
+
+func TestFailClosedAndAuditUnavailable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	tok := bearer(e.token("alice@example.com", []string{"Finance"}))
+	e.snap.s = nil
+	if r := e.raw("GET", "/healthz", nil); r.status != 503 || r.err.Error != "unavailable" {
+		t.Fatalf("no snapshot: %d %s", r.status, r.body)
+	}
+	e.snap.s = &snapshot.Snapshot{PolicyVersion: 1, Policy: compile(t, append([]policy.Rule(nil), testRules...))}
+	e.sink.fail = true
+	for _, target := range []string{"/billing/x", "/elsewhere"} {
+		r := e.raw("GET", target, tok)
+		if r.status != 503 || r.err.Error != "unavailable" || r.seen != nil {
+			t.Fatalf("%s with audit unavailable: %d %s", target, r.status, r.body)
+		}
+	}
+}
+
+func TestWebSocketUpgradePassthrough(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	conn, err := net.Dial("tcp", e.proxy.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nAuthorization: Bearer %s\r\n\r\n", e.token("a@example.com", nil))
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", res, err)
+	}
+	fmt.Fprintf(conn, "hello\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := br.ReadString('\n')
+	if err != nil || line != "echo:hello\n" {
+		t.Fatalf("echo %q %v", line, err)
+	}
+	conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if evs := e.sink.all(); len(evs) == 1 {
+			if evs[0].Status != 101 || evs[0].Decision != "allow" {
+				t.Fatalf("upgrade event %+v", evs[0])
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no audit event for the upgraded connection")
+}
+
+type fakeLimiter struct{ allowed int }
+
+func (f *fakeLimiter) Admit(_ context.Context, c QuotaCheck) QuotaDecision {
+	f.allowed--
+	return QuotaDecision{Limited: true, Allowed: f.allowed >= 0, Quota: "dev-tier", Limit: 1, Remaining: max(int64(f.allowed), 0), Reset: 1500 * time.Millisecond}
+}
+
+func TestQuotaExceededAnswer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.Quota = &fakeLimiter{allowed: 1} })
+	tok := bearer(e.token("alice@example.com", []string{"Finance"}))
+	r := e.raw("GET", "/billing/x", tok)
+	if r.status != 200 || r.header.Get("RateLimit-Limit") != "1" || r.header.Get("RateLimit-Remaining") != "0" {
+		t.Fatalf("first: %d %v", r.status, r.header)
+	}
+	r = e.raw("GET", "/billing/x", tok)
+	if r.status != 429 || r.err.Error != "quota_exceeded" || r.header.Get("Retry-After") != "2" || r.header.Get("RateLimit-Reset") != "2" {
+		t.Fatalf("second: %d %v %s", r.status, r.header, r.body)
+	}
+	// Denied requests never reach the limiter.
+	if r := e.raw("GET", "/elsewhere", tok); r.status != 403 {
+		t.Fatalf("denied: %d", r.status)
+	}
+}
+
+func TestGroupsSourceAndInactiveUsers(t *testing.T) {
+	t.Parallel()
+	big := make([]string, OktaGroupsCap)
+	for i := range big {
+		big[i] = fmt.Sprintf("g%03d", i)
+	}
+	dir := directory.New(3, true, []directory.User{
+		{ID: "00ubig00000000000000", Login: "big@example.com", Status: "ACTIVE", Groups: []policy.GroupRef{{ID: "00gbigorg00000000000", Name: "BigOrg"}}},
+		{ID: "00ugone0000000000000", Login: "gone@example.com", Status: "DEPROVISIONED", Groups: []policy.GroupRef{{Name: "Finance"}}},
+		{ID: "00usus00000000000000", Login: "sus@example.com", Status: "SUSPENDED", Groups: []policy.GroupRef{{Name: "Finance"}}},
+	})
+	for _, src := range []GroupsSource{GroupsAuto, GroupsToken, GroupsDirectory, GroupsUnion} {
+		e := newEnv(t, func(c *Config) { c.GroupsSource = src })
+		e.snap.s.Directory = dir
+		// A claim holding exactly 100 groups may be truncated: auto uses the directory.
+		full := e.iss.Mint(oktatest.Claims{Subject: "big@example.com", UserID: "00ubig00000000000000", Groups: big})
+		want := map[GroupsSource]int{GroupsAuto: 200, GroupsToken: 403, GroupsDirectory: 200, GroupsUnion: 200}[src]
+		if r := e.raw("GET", "/org/x", bearer(full)); r.status != want {
+			t.Errorf("%s: 100-group token on a directory-only grant: %d, want %d", src, r.status, want)
+		}
+		// Missing claim: auto falls back to the directory too (looked up by sub when uid is absent).
+		noClaim := e.iss.Mint(oktatest.Claims{Subject: "big@example.com", Omit: []string{"groups", "uid"}})
+		want = map[GroupsSource]int{GroupsAuto: 200, GroupsToken: 403, GroupsDirectory: 200, GroupsUnion: 200}[src]
+		if r := e.raw("GET", "/org/x", bearer(noClaim)); r.status != want {
+			t.Errorf("%s: no groups claim: %d, want %d", src, r.status, want)
+		}
+		// Deprovisioned and suspended users are refused while their token is still valid.
+		for _, u := range []string{"gone@example.com", "sus@example.com"} {
+			r := e.raw("GET", "/billing/x", bearer(e.token(u, []string{"Finance"})))
+			if r.status != 403 || r.err.Error != "forbidden" {
+				t.Errorf("%s: inactive %s: %d %s", src, u, r.status, r.body)
+			}
+		}
+		evs := e.sink.all()
+		if last := evs[len(evs)-1]; last.Reason != "user_inactive" {
+			t.Errorf("%s: inactive user audited as %q", src, last.Reason)
+		}
+	}
+}

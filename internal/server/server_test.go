@@ -1,0 +1,356 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/okproxy/okproxy/internal/dbtest"
+	"github.com/okproxy/okproxy/internal/oktatest"
+	"github.com/okproxy/okproxy/internal/policy"
+	"github.com/okproxy/okproxy/internal/store"
+)
+
+type harness struct {
+	t        *testing.T
+	dbURL    string
+	st       *store.Store
+	iss      *oktatest.Server
+	upstream *httptest.Server
+	srv      *Server
+	base     string
+	admin    string
+	requests atomic.Int64 // every request made through get
+}
+
+func newHarness(t *testing.T, dbURL string, mutate func(*Config)) *harness {
+	t.Helper()
+	h := &harness{t: t, dbURL: dbURL}
+	if h.dbURL == "" {
+		h.dbURL = dbtest.NewDatabase(t)
+	}
+	var err error
+	h.st, err = store.Open(context.Background(), store.Config{URL: h.dbURL, Lazy: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.st.Close)
+	h.iss, err = oktatest.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.iss.Close() })
+	h.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "upstream %s %s user=%s", r.Method, r.URL.Path, r.Header.Get("X-Okproxy-User"))
+	}))
+	t.Cleanup(h.upstream.Close)
+	h.start(mutate)
+	return h
+}
+
+func (h *harness) start(mutate func(*Config)) {
+	h.t.Helper()
+	cfg := Config{DatabaseURL: h.dbURL, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Upstream: h.upstream.URL,
+		Issuer: h.iss.Issuer(), Audiences: []string{"api://default"}, Replica: "r1", PollInterval: time.Second,
+		AuditSpoolDir: h.t.TempDir(), Logger: slog.New(slog.NewTextHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	srv, err := New(context.Background(), cfg)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
+	h.srv = srv
+	h.base = "http://" + srv.Addr()
+	h.admin = "http://" + srv.AdminAddr()
+	h.t.Cleanup(func() { srv.Shutdown(context.Background()) })
+}
+
+func (h *harness) addRule(r policy.Rule) {
+	h.t.Helper()
+	r.Enabled = true
+	r.Normalize()
+	if err := r.Validate(); err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := h.st.AddRule(context.Background(), r, "test"); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) get(path, token string) (int, string) {
+	h.t.Helper()
+	req, _ := http.NewRequest("GET", h.base+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	h.requests.Add(1)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+func (h *harness) waitStatus(path, token string, want int, within time.Duration) time.Duration {
+	h.t.Helper()
+	start := time.Now()
+	for {
+		code, body := h.get(path, token)
+		if code == want {
+			return time.Since(start)
+		}
+		if time.Since(start) > within {
+			h.t.Fatalf("GET %s: still %d (%s) after %s, want %d", path, code, body, within, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (h *harness) auditCount(where string, args ...any) int {
+	h.t.Helper()
+	n, err := h.tryAuditCount(where, args...)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+func (h *harness) tryAuditCount(where string, args ...any) (int, error) {
+	var n int
+	err := h.st.Pool().QueryRow(context.Background(), `SELECT count(*) FROM audit_events WHERE `+where, args...).Scan(&n)
+	return n, err
+}
+
+func (h *harness) waitAudit(want int, within time.Duration) {
+	h.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		n, err := h.tryAuditCount("true")
+		if err != nil && time.Now().Before(deadline) {
+			// Pooled connections cut by a simulated outage fail once.
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		if n == want {
+			return
+		}
+		if n > want || time.Now().After(deadline) {
+			h.t.Fatalf("%d audit events, want %d", n, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRuleChangeReachesServeQuickly(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "", nil)
+	tok := h.iss.Mint(oktatest.Claims{Subject: "alice@example.com", Groups: []string{"Finance"}})
+	if code, _ := h.get("/billing/x", tok); code != 403 {
+		t.Fatalf("before any rule: %d", code)
+	}
+	h.addRule(policy.Rule{Name: "billing", Path: "/billing/**", Allow: []policy.GroupRef{{Name: "finance"}}})
+	took := h.waitStatus("/billing/x", tok, 200, time.Second)
+	t.Logf("rule add reached serve in %s", took)
+	if _, err := h.st.AddRule(context.Background(), policy.Rule{Name: "deny-fin", Path: "/billing/**", Deny: []policy.GroupRef{{Name: "Finance"}}, Enabled: true, Mode: policy.ModeEnforce}, "t"); err != nil {
+		t.Fatal(err)
+	}
+	took = h.waitStatus("/billing/x", tok, 403, time.Second)
+	t.Logf("deny rule reached serve in %s", took)
+	// readyz, healthz and metrics on the admin listener.
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": "okproxy_policy_version 2"} {
+		res, err := http.Get(h.admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || !strings.Contains(string(b), want) {
+			t.Errorf("admin %s: %d, want %q in body", path, res.StatusCode, want)
+		}
+	}
+}
+
+func TestAuditEndToEnd(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "", nil)
+	h.addRule(policy.Rule{Name: "billing", Path: "/billing/**", Allow: []policy.GroupRef{{Name: "Finance"}}})
+	h.addRule(policy.Rule{Name: "health", Path: "/healthz", Public: true})
+	h.waitStatus("/healthz", "", 200, 2*time.Second)
+	h.waitAudit(int(h.requests.Load()), 3*time.Second)
+	base := int(h.requests.Load())
+	fin := h.iss.Mint(oktatest.Claims{Subject: "alice@example.com", Groups: []string{"Finance"}})
+	eng := h.iss.Mint(oktatest.Claims{Subject: "erin@example.com", Groups: []string{"Engineering"}})
+	bad := h.iss.Forge(oktatest.ForgeBadSignature, oktatest.Claims{Subject: "m@example.com"})
+	want := map[string]int{}
+	const n = 60
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			path, tok := "/billing/x", fin
+			switch i % 4 {
+			case 1:
+				tok = eng
+			case 2:
+				tok = bad
+			case 3:
+				path, tok = "/healthz?secret=query", ""
+			}
+			code, _ := h.get(path, tok)
+			mu.Lock()
+			want[fmt.Sprint(code)]++
+			mu.Unlock()
+		}(i)
+	}
+	wg.Wait()
+	h.waitAudit(base+n, 3*time.Second)
+	for code, c := range want {
+		if got := h.auditCount("status = $1", atoi(code)); got < c {
+			t.Errorf("status %s: %d events, want %d", code, got, c)
+		}
+	}
+	if got := h.auditCount("decision = 'allow' AND reason = 'ok' AND rule = 'billing' AND subject = 'alice@example.com' AND groups = '{Finance}' AND jti <> '' AND policy_version = 2 AND replica = 'r1'"); got != n/4 {
+		t.Errorf("allowed billing events with full fields: %d, want %d", got, n/4)
+	}
+	if got := h.auditCount("decision = 'deny' AND reason = 'invalid_token' AND status = 401"); got != n/4 {
+		t.Errorf("invalid token events: %d", got)
+	}
+	// The raw tokens and the query string appear nowhere in the database.
+	for _, secret := range []string{fin, eng, bad, fin[strings.LastIndex(fin, ".")+1:], "secret=query"} {
+		if c := h.auditCount("audit_events::text LIKE '%' || $1 || '%'", secret); c != 0 {
+			t.Fatalf("a raw token or query string is stored in %d audit rows", c)
+		}
+	}
+}
+
+func atoi(s string) int {
+	var n int
+	fmt.Sscan(s, &n)
+	return n
+}
+
+func TestDatabaseOutageKeepsLastSnapshot(t *testing.T) {
+	t.Parallel()
+	real := dbtest.NewDatabase(t)
+	cut, viaCut := dbtest.NewCut(t, real)
+	h := newHarness(t, viaCut, nil)
+	h.addRule(policy.Rule{Name: "billing", Path: "/billing/**", Allow: []policy.GroupRef{{Name: "Finance"}}})
+	fin := h.iss.Mint(oktatest.Claims{Subject: "alice@example.com", Groups: []string{"Finance"}})
+	eng := h.iss.Mint(oktatest.Claims{Subject: "erin@example.com", Groups: []string{"Engineering"}})
+	h.waitStatus("/billing/x", fin, 200, 2*time.Second)
+	cut.Down()
+	for i := 0; i < 20; i++ {
+		if code, _ := h.get("/billing/x", fin); code != 200 {
+			t.Fatalf("database down: allowed caller got %d", code)
+		}
+		if code, _ := h.get("/billing/x", eng); code != 403 {
+			t.Fatalf("database down: denied caller got %d", code)
+		}
+	}
+	cut.Up()
+	// Every request of the outage reaches the audit table once the database is back.
+	h.waitAudit(int(h.requests.Load()), 10*time.Second)
+}
+
+func TestFailClosedWithoutSnapshotThenRecover(t *testing.T) {
+	t.Parallel()
+	real := dbtest.NewDatabase(t)
+	cut, viaCut := dbtest.NewCut(t, real)
+	st, err := store.Open(context.Background(), store.Config{URL: real})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r := policy.Rule{Name: "health", Path: "/healthz", Public: true, Enabled: true, Mode: policy.ModeEnforce}
+	if _, err := st.AddRule(context.Background(), r, "t"); err != nil {
+		t.Fatal(err)
+	}
+	cut.Down()
+	h := newHarness(t, viaCut, nil)
+	code, body := h.get("/healthz", "")
+	if code != 503 || !strings.Contains(body, `"unavailable"`) {
+		t.Fatalf("no snapshot: %d %s", code, body)
+	}
+	res, _ := http.Get(h.admin + "/readyz")
+	if res.StatusCode != 503 {
+		t.Fatalf("readyz without snapshot: %d", res.StatusCode)
+	}
+	res.Body.Close()
+	cut.Up()
+	h.waitStatus("/healthz", "", 200, 5*time.Second)
+}
+
+func TestKeyRotationAndJWKSThrottle(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "", nil)
+	h.addRule(policy.Rule{Name: "any", Path: "/**", AllowAuthenticated: true})
+	old := h.iss.Mint(oktatest.Claims{Subject: "a@example.com"})
+	h.waitStatus("/x", old, 200, 2*time.Second)
+	before := h.iss.KeyFetches()
+	// 1,000 forged tokens: random kids and the known kid with a bad signature.
+	for i := 0; i < 1000; i++ {
+		f := oktatest.ForgeUnknownKID
+		if i%2 == 1 {
+			f = oktatest.ForgeBadSignature
+		}
+		if code, _ := h.get("/x", h.iss.Forge(f, oktatest.Claims{Subject: "m@example.com"})); code != 401 {
+			t.Fatalf("forged token %d: %d", i, code)
+		}
+	}
+	fetches := h.iss.KeyFetches() - before
+	t.Logf("JWKS fetches caused by 1,000 forged tokens: %d", fetches)
+	if fetches > 3 {
+		t.Fatalf("%d JWKS fetches for 1,000 forged tokens, want at most 3", fetches)
+	}
+	// A genuinely rotated key is still picked up without a restart (the
+	// refresh interval for unknown kids is 10 s by default, so this may wait).
+	h.iss.RotateKey()
+	fresh := h.iss.Mint(oktatest.Claims{Subject: "a@example.com"})
+	took := h.waitStatus("/x", fresh, 200, 15*time.Second)
+	t.Logf("rotated key accepted after %s", took)
+}
+
+func TestGracefulShutdownFlushesAudit(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "", nil)
+	h.addRule(policy.Rule{Name: "health", Path: "/healthz", Public: true})
+	h.waitStatus("/healthz", "", 200, 2*time.Second)
+	for i := 0; i < 25; i++ {
+		h.get("/healthz", "")
+	}
+	want := int(h.requests.Load())
+	if total := h.auditCountAfterShutdown(); total != want {
+		t.Fatalf("after shutdown %d events, want one per request (%d)", total, want)
+	}
+}
+
+func (h *harness) auditCountAfterShutdown() int {
+	if err := h.srv.Shutdown(context.Background()); err != nil {
+		h.t.Fatalf("shutdown: %v", err)
+	}
+	return h.auditCount("true")
+}
+
+// testWriter sends server logs to the test log, shown only on failure.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
