@@ -13,7 +13,8 @@ help: ## list targets
 
 build: ## build bin/okproxy and the demo helpers
 	$(GO) build -o $(BIN) ./cmd/okproxy
-	@if [ -d cmd/fakeokta ]; then $(GO) build -o bin/fakeokta ./cmd/fakeokta; fi
+	$(GO) build -o bin/fakeokta ./cmd/fakeokta
+	$(GO) build -o bin/devtool ./cmd/devtool
 
 lint: ## go vet and gofmt check
 	$(GO) vet $(PKGS)
