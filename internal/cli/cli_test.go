@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/okproxy/okproxy/internal/dbtest"
+	"github.com/okproxy/okproxy/internal/oktatest"
 	"github.com/okproxy/okproxy/internal/store"
 )
 
@@ -244,5 +245,29 @@ func TestEnvironmentAndDatabaseErrors(t *testing.T) {
 	// migrate status on a migrated database lists applied migrations.
 	if r := mustRun(t, db, "migrate", "status"); !strings.Contains(r.stdout, "00001_policy.sql") || !strings.Contains(r.stdout, "applied") {
 		t.Fatalf("migrate status: %s", r.stdout)
+	}
+}
+
+func TestRulesTestWithToken(t *testing.T) {
+	t.Parallel()
+	db := dbtest.NewDatabase(t)
+	seedRules(t, db)
+	iss, err := oktatest.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer iss.Close()
+	flags := []string{"rules", "test", "--path", "/billing/x", "--issuer", iss.Issuer(), "--audience", "api://default"}
+	good := iss.Mint(oktatest.Claims{Subject: "alice@example.com", Groups: []string{"Finance"}})
+	if r := run(t, db, nil, append(flags, "--token", good, "--expect", "allow")...); r.code != 0 || !strings.Contains(r.stdout, "alice@example.com") {
+		t.Fatalf("valid token: %+v", r)
+	}
+	bad := iss.Forge(oktatest.ForgeExpired, oktatest.Claims{Subject: "alice@example.com", Groups: []string{"Finance"}})
+	r := run(t, db, nil, append(flags, "--token", bad, "--expect", "deny")...)
+	if r.code != 0 || !strings.Contains(r.stdout, "invalid_token") || strings.Contains(r.stdout+r.stderr, bad) {
+		t.Fatalf("expired token: %+v", r)
+	}
+	if r := run(t, db, nil, "rules", "test", "--path", "/x", "--token", good); r.code != 2 || !strings.Contains(r.stderr, "--issuer") {
+		t.Fatalf("token without issuer: %+v", r)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/okproxy/okproxy/internal/authn"
 	"github.com/okproxy/okproxy/internal/directory"
 	"github.com/okproxy/okproxy/internal/policy"
 	"github.com/okproxy/okproxy/internal/store"
@@ -24,6 +25,10 @@ type ruleTestOptions struct {
 	token  string
 	expect string
 	output string
+	// issuer, audiences and groupsClaim verify --token as serve would.
+	issuer      string
+	audiences   []string
+	groupsClaim string
 }
 
 // testResult is `rules test` output in machine form.
@@ -92,7 +97,10 @@ func (a *App) rulesTest() *cobra.Command {
 	f.StringSliceVar(&o.scopes, "scope", nil, "token scope (repeatable)")
 	f.StringVar(&o.user, "user", "", "evaluate as this synced Okta user (login or id)")
 	f.StringSliceVar(&o.groups, "groups", nil, "evaluate as a caller in these groups (names or ids)")
-	f.StringVar(&o.token, "token", "", "evaluate as the caller of this access token (needs --issuer and --audience)")
+	f.StringVar(&o.token, "token", "", "evaluate as the caller of this access token, verified like serve does (needs --issuer and --audience)")
+	f.StringVar(&o.issuer, "issuer", "", "with --token: the Okta issuer serve uses")
+	f.StringSliceVar(&o.audiences, "audience", nil, "with --token: accepted audience (repeatable)")
+	f.StringVar(&o.groupsClaim, "groups-claim", "groups", "with --token: claim holding the groups")
 	f.StringVar(&o.expect, "expect", "", "allow or deny: exit 3 when the decision differs")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	return cmd
@@ -117,8 +125,8 @@ func (a *App) runRulesTest(ctx context.Context, o *ruleTestOptions) error {
 	if n > 1 {
 		return usageErrorf("--user, --groups and --token are alternatives: give at most one")
 	}
-	if o.token != "" {
-		return usageErrorf("token: --token is not supported yet by rules test; use --user or --groups")
+	if o.token != "" && (o.issuer == "" || len(o.audiences) == 0) {
+		return usageErrorf("token: --token needs --issuer and --audience to be verified as serve would")
 	}
 	method := strings.ToUpper(strings.TrimSpace(o.method))
 	if method == "" || strings.ContainsAny(method, " \t/") {
@@ -154,6 +162,43 @@ func (a *App) runRulesTest(ctx context.Context, o *ruleTestOptions) error {
 		res.Subject = u.Login
 		caller = policy.NewCaller(u.Login, u.Groups, scopes)
 		for _, g := range u.Groups {
+			res.Groups = append(res.Groups, g.Name)
+		}
+	case o.token != "":
+		v, err := authn.New(ctx, authn.Config{Issuer: o.issuer, Audiences: splitList(o.audiences), GroupsClaim: o.groupsClaim, CacheSize: -1})
+		if err != nil {
+			return usageErrorf("issuer: %v", err)
+		}
+		defer v.Close()
+		id, err := v.Verify(ctx, o.token)
+		if err != nil {
+			// serve answers 401 invalid_token; say why (the detail is safe: it never holds the token).
+			res.Decision, res.Reason, res.Status = policy.Deny, policy.ReasonInvalidToken, 401
+			res.Explanation = err.Error()
+			return a.printTestResult(&res, o, scopes)
+		}
+		res.Subject = id.Subject
+		var refs []policy.GroupRef
+		dir, err := st.LoadDirectory(ctx)
+		if err != nil {
+			return err
+		}
+		if u, ok := dir.Lookup(id.UserID, id.Subject); ok && dir.Synced {
+			if !u.Active() {
+				inactive = u
+			}
+			if !id.GroupsClaimPresent || len(id.Groups) >= 100 {
+				refs = u.Groups
+			}
+		}
+		if refs == nil {
+			for _, g := range id.Groups {
+				refs = append(refs, policy.GroupRef{Name: g})
+			}
+		}
+		scopes = append(scopes, id.Scopes...)
+		caller = policy.NewCaller(id.Subject, refs, scopes)
+		for _, g := range refs {
 			res.Groups = append(res.Groups, g.Name)
 		}
 	case len(o.groups) > 0:
@@ -195,6 +240,11 @@ func (a *App) runRulesTest(ctx context.Context, o *ruleTestOptions) error {
 		}
 	}
 	res.Status = statusFor(res.Reason)
+	return a.printTestResult(&res, o, scopes)
+}
+
+func (a *App) printTestResult(res *testResult, o *ruleTestOptions, scopes []string) error {
+	method := res.Method
 	if o.output == "json" {
 		if err := writeJSON(a.Stdout, res); err != nil {
 			return err
