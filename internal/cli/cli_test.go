@@ -271,3 +271,40 @@ func TestRulesTestWithToken(t *testing.T) {
 		t.Fatalf("token without issuer: %+v", r)
 	}
 }
+
+// serve refuses bad configuration with exit 2 and a message naming the flag.
+func TestServeBadFlags(t *testing.T) {
+	t.Parallel()
+	db := dbtest.NewDatabase(t)
+	base := []string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}
+	ok := []string{"--upstream", "http://127.0.0.1:1", "--issuer", "http://127.0.0.1:1/oauth2/default", "--audience", "api://default"}
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--issuer", "http://127.0.0.1:1/oauth2/default", "--audience", "a"}, "upstream"},
+		{[]string{"--upstream", "ftp://x", "--issuer", "http://127.0.0.1:1/o", "--audience", "a"}, "upstream"},
+		{[]string{"--upstream", "http://127.0.0.1:1", "--audience", "a"}, "issuer"},
+		{[]string{"--upstream", "http://127.0.0.1:1", "--issuer", "http://example.com/oauth2/default", "--audience", "a"}, "https"},
+		{[]string{"--upstream", "http://127.0.0.1:1", "--issuer", "http://127.0.0.1:1/o"}, "audience"},
+		{append(append([]string{}, ok...), "--groups-source", "ldap"), "groups-source"},
+		{append(append([]string{}, ok...), "--allowed-alg", "none"), "none"},
+		{append(append([]string{}, ok...), "--allowed-alg", "HS256"), "HS256"},
+		{append(append([]string{}, ok...), "--trusted-proxy", "10.0.0.0/33"), "trusted-proxy"},
+		{append(append([]string{}, ok...), "--tls-cert", "/nonexistent.pem"), "tls"},
+		{append(append([]string{}, ok...), "--clock-skew", "soon"), "clock-skew"},
+		{append(append([]string{}, ok...), "--quota-on-db-error", "maybe"), "quota-on-db-error"},
+		{append(append([]string{}, ok...), "--log-level", "loud"), "log-level"},
+	}
+	for _, c := range cases {
+		r := run(t, db, nil, append(append([]string{}, base...), c.args...)...)
+		if r.code != ExitUsage || !strings.Contains(strings.ToLower(r.stderr), strings.ToLower(c.want)) {
+			t.Errorf("serve %v: exit %d, stderr %q (want exit 2 naming %q)", c.args, r.code, r.stderr, c.want)
+		}
+	}
+	// Environment variables set serve's flags too.
+	r := run(t, db, map[string]string{"OKPROXY_UPSTREAM": "http://127.0.0.1:1", "OKPROXY_ISSUER": "http://127.0.0.1:1/o", "OKPROXY_GROUPS_SOURCE": "ldap", "OKPROXY_AUDIENCE": "a"}, base...)
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "groups-source") {
+		t.Errorf("serve from environment: %+v", r)
+	}
+}
