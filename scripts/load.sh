@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load comparison: okproxy (valid token, 200 rules, auditing on) against a bare
-# httputil.ReverseProxy with the same transport settings and the same
-# upstream, in the same run, alternating A B A B so drift in the machine's
+# httputil.ReverseProxy with the same transport settings, buffer pool and GOGC
+# (serve sets 400) and the same upstream, in the same run, alternating A B A B so drift in the machine's
 # load hits both. Prints a Markdown table for docs/PERFORMANCE.md.
 #
 #   make load                      # ROUNDS=3 DURATION=10s CONNS=64 THREADS=2
@@ -32,7 +32,7 @@ bin/okproxy migrate up >/dev/null
 okta_port=$(free_port); up_port=$(free_port); px_port=$(free_port); adm_port=$(free_port); bare_port=$(free_port)
 bin/fakeokta --listen "127.0.0.1:$okta_port" >/dev/null 2>&1 & pids+=($!)
 bin/devtool upstream --listen "127.0.0.1:$up_port" 2>/dev/null & pids+=($!)
-bin/devtool bareproxy --listen "127.0.0.1:$bare_port" --upstream "http://127.0.0.1:$up_port" 2>/dev/null & pids+=($!)
+GOGC=400 bin/devtool bareproxy --listen "127.0.0.1:$bare_port" --upstream "http://127.0.0.1:$up_port" 2>/dev/null & pids+=($!)
 for i in $(seq 1 100); do curl -fsS "http://127.0.0.1:$okta_port/oauth2/default/.well-known/openid-configuration" >/dev/null 2>&1 && break; sleep 0.1; done
 
 # 200 rules: 199 on other services' paths and groups, one that grants /bench.
@@ -43,7 +43,7 @@ bin/okproxy rules add bench --path /bench --method GET --allow Finance 2>/dev/nu
 
 bin/okproxy serve --upstream "http://127.0.0.1:$up_port" --issuer "http://127.0.0.1:$okta_port/oauth2/default" \
 	--audience api://default --listen "127.0.0.1:$px_port" --admin-listen "127.0.0.1:$adm_port" \
-	--audit-spool-dir "$work/spool" --log-level warn 2>"$work/serve.log" & pids+=($!)
+	--audit-spool-dir "$work/spool" --log-level warn ${SERVE_FLAGS:-} 2>"$work/serve.log" & pids+=($!)
 for i in $(seq 1 200); do curl -fsS "http://127.0.0.1:$adm_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 TOKEN="$(curl -fsS "http://127.0.0.1:$okta_port/test/token?sub=load@example.com&groups=Finance,Team7,Team9&ttl=2h")"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$px_port/bench")
@@ -64,13 +64,21 @@ run_wrk() { # name url [token]
 }
 
 # Warm both (connection pools, token cache, JIT-free but page cache etc.).
-wrk -t1 -c8 -d2s "http://127.0.0.1:$bare_port/bench" >/dev/null
+wrk -t1 -c8 -d2s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$bare_port/bench" >/dev/null
 wrk -t1 -c8 -d2s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$px_port/bench" >/dev/null
 
 results="$work/results"
+. /tmp/cpuprobe.sh 2>/dev/null || true
 for r in $(seq 1 "$ROUNDS"); do
-	run_wrk bare "http://127.0.0.1:$bare_port/bench" >>"$results"
+	if [ -n "${CPUPROBE:-}" ]; then b0=$(ticks "devtool bareproxy"); fi
+	run_wrk bare "http://127.0.0.1:$bare_port/bench" "$TOKEN" >>"$results"
+	if [ -n "${CPUPROBE:-}" ]; then echo "cpu ticks during bare round: bareproxy $(( $(ticks 'devtool bareproxy')-b0 ))" >&2; fi
+	if [ -n "${CPUPROBE:-}" ]; then pg0=$(ticks "postgres"); px0=$(ticks "okproxy serve"); up0=$(ticks "devtool upstream"); fi
+	prof=""
+	if [ -n "${PROFILE:-}" ]; then curl -s -o "$PROFILE" "http://127.0.0.1:$adm_port/debug/pprof/profile?seconds=4" & prof=$!; fi
 	run_wrk okproxy "http://127.0.0.1:$px_port/bench" "$TOKEN" >>"$results"
+	if [ -n "$prof" ]; then wait "$prof" || true; fi
+	if [ -n "${CPUPROBE:-}" ]; then echo "cpu ticks during okproxy round: postgres $(( $(ticks postgres)-pg0 )) okproxy $(( $(ticks 'okproxy serve')-px0 )) upstream $(( $(ticks 'devtool upstream')-up0 ))" >&2; fi
 done
 
 echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds alternating bare/okproxy, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"

@@ -57,11 +57,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil || u.Host == "" {
 			return fmt.Errorf("--upstream: %q is not a URL", *upstream)
 		}
-		// The baseline: the same Rewrite-based ReverseProxy and transport
-		// okproxy uses, with none of its checks.
+		// The baseline: the same Rewrite-based ReverseProxy, transport and
+		// buffer pool okproxy uses, with none of its checks. The load script
+		// runs it with okproxy's GOGC too.
 		h = &httputil.ReverseProxy{
-			Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(u); pr.SetXForwarded() },
-			Transport: proxy.NewTransport(proxy.TransportConfig{}),
+			Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(u); pr.SetXForwarded() },
+			Transport:  proxy.NewTransport(proxy.TransportConfig{}),
+			BufferPool: proxy.BufferPool(),
 		}
 	default:
 		return fmt.Errorf("unknown command %q: upstream or bareproxy", args[0])

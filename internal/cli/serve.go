@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -61,11 +63,18 @@ Every flag can be set as OKPROXY_<FLAG>, e.g. OKPROXY_UPSTREAM.`,
 	durationVar(f, &c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for requests to drain")
 	durationVar(f, &c.PollInterval, "poll-interval", 5*time.Second, "policy poll interval (a fallback: changes arrive by NOTIFY)")
 	f.StringVar(&c.QuotaOnDBError, "quota-on-db-error", "allow", "beyond held leases while the database is unreachable: allow (audited quota_unchecked) or deny")
+	f.BoolVar(&c.AdminPprof, "admin-pprof", false, "serve Go's /debug/pprof on the admin listener (for profiling; keep the admin listener private)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
 
 func runServe(ctx context.Context, c server.Config) error {
+	if os.Getenv("GOGC") == "" {
+		// The live heap of a replica is small (snapshot, token cache, audit
+		// queue) while every request allocates; collecting at 4x instead of 2x
+		// the live heap halves GC work for a few extra MB. GOGC overrides it.
+		debug.SetGCPercent(400)
+	}
 	s, err := server.New(ctx, c)
 	var ue *server.UsageError
 	if errors.As(err, &ue) {
