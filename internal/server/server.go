@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"net/url"
 	"os"
@@ -64,7 +65,9 @@ type Config struct {
 	// QuotaOnDBError is what happens beyond held leases when the database is
 	// unreachable: allow (default, audited as quota_unchecked) or deny.
 	QuotaOnDBError string
-	Logger         *slog.Logger
+	// AdminPprof serves net/http/pprof on the admin listener.
+	AdminPprof bool
+	Logger     *slog.Logger
 }
 
 // UsageError is a configuration mistake (exit code 2).
@@ -318,6 +321,11 @@ func (s *Server) adminMux() http.Handler {
 		w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	if s.cfg.AdminPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 
