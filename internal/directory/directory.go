@@ -5,6 +5,7 @@ package directory
 
 import (
 	"strings"
+	"time"
 
 	"github.com/okproxy/okproxy/internal/policy"
 )
@@ -35,9 +36,12 @@ type Directory struct {
 	// Version is the directory version this view was loaded at.
 	Version int64
 	// Synced is false until a sync has ever completed; lookups then find nothing.
-	Synced  bool
-	byID    map[string]*User
-	byLogin map[string]*User
+	Synced bool
+	// LastSync is when the last successful sync finished (zero: never), so a
+	// stale directory is visible in /metrics.
+	LastSync time.Time
+	byID     map[string]*User
+	byLogin  map[string]*User
 }
 
 // New builds a directory from users.

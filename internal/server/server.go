@@ -335,6 +335,8 @@ type serverMetrics struct {
 	reloads          *prometheus.CounterVec
 	rules            prometheus.Gauge
 	loadedAt         prometheus.Gauge
+	lastSync         prometheus.Gauge
+	users            prometheus.Gauge
 }
 
 func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
@@ -344,8 +346,11 @@ func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
 		reloads:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "okproxy_snapshot_reloads_total", Help: "Snapshot reloads by result."}, []string{"result"}),
 		rules:            prometheus.NewGauge(prometheus.GaugeOpts{Name: "okproxy_rules", Help: "Rules in the policy in force."}),
 		loadedAt:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "okproxy_snapshot_loaded_timestamp_seconds", Help: "When the snapshot in force was loaded."}),
+		lastSync: prometheus.NewGauge(prometheus.GaugeOpts{Name: "okproxy_directory_last_sync_timestamp_seconds",
+			Help: "When the last successful Okta group sync finished (0: never); alert when it is older than twice the cron interval."}),
+		users: prometheus.NewGauge(prometheus.GaugeOpts{Name: "okproxy_directory_users", Help: "Synced Okta users in the directory in force."}),
 	}
-	reg.MustRegister(m.policyVersion, m.directoryVersion, m.reloads, m.rules, m.loadedAt)
+	reg.MustRegister(m.policyVersion, m.directoryVersion, m.reloads, m.rules, m.loadedAt, m.lastSync, m.users)
 	return m
 }
 
@@ -354,5 +359,9 @@ func (m *serverMetrics) swapped(s *snapshot.Snapshot) {
 	m.directoryVersion.Set(float64(s.DirectoryVersion))
 	m.rules.Set(float64(len(s.Rules)))
 	m.loadedAt.Set(float64(s.LoadedAt.Unix()))
+	if d := s.Directory; d != nil && !d.LastSync.IsZero() {
+		m.lastSync.Set(float64(d.LastSync.Unix()))
+	}
+	m.users.Set(float64(s.Directory.Len()))
 	m.reloads.WithLabelValues("ok").Inc()
 }

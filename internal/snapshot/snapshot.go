@@ -100,7 +100,9 @@ func (w *Watcher) Load(ctx context.Context) error {
 		*next = *cur
 		next.LoadedAt = w.cfg.Now()
 	}
-	if cur == nil || cur.PolicyVersion != pv {
+	// Rules name their groups by the directory's current names (a group
+	// renamed in Okta keeps its rules), so a directory change recompiles them.
+	if cur == nil || cur.PolicyVersion != pv || cur.DirectoryVersion != dv {
 		v, rules, err := w.cfg.Source.LoadRules(ctx)
 		if err != nil {
 			return w.fail(fmt.Errorf("load rules: %w", err))

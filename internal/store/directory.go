@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -15,16 +16,19 @@ func (s *Store) LoadDirectory(ctx context.Context) (*directory.Directory, error)
 	var dir *directory.Directory
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var version int64
-		var synced bool
+		var last *time.Time
 		if err := tx.QueryRow(ctx, `SELECT (SELECT version FROM versions WHERE name = 'directory'),
-			EXISTS (SELECT 1 FROM sync_runs WHERE status = 'ok')`).Scan(&version, &synced); err != nil {
+			(SELECT max(coalesce(finished_at, started_at)) FROM sync_runs WHERE status = 'ok')`).Scan(&version, &last); err != nil {
 			return err
 		}
 		users, err := scanUsers(ctx, tx, "")
 		if err != nil {
 			return err
 		}
-		dir = directory.New(version, synced, users)
+		dir = directory.New(version, last != nil, users)
+		if last != nil {
+			dir.LastSync = *last
+		}
 		return nil
 	})
 	if err != nil {
