@@ -50,7 +50,23 @@ type Identity struct {
 	JTI                string    // jti
 	Expiry             time.Time // exp
 	IssuedAt           time.Time // iat; zero if absent
+
+	// memo lets the request path keep what it derives from this identity
+	// (the caller's resolved groups) for as long as the identity is cached.
+	memo atomic.Pointer[any]
 }
+
+// Memo returns the value last stored with SetMemo, or nil.
+func (id *Identity) Memo() any {
+	if p := id.memo.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// SetMemo stores a value derived from this identity. The identity itself
+// stays read-only; the memo is the caller's to invalidate.
+func (id *Identity) SetMemo(v any) { id.memo.Store(&v) }
 
 // Verifier verifies access tokens of one issuer. It is safe for
 // concurrent use; Close stops its background key refresh.

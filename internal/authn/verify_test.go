@@ -35,7 +35,7 @@ func TestVerifyValid(t *testing.T) {
 	if id.Subject != want.Subject || id.UserID != want.UserID || id.Email != want.Email ||
 		!slices.Equal(id.Groups, want.Groups) || !id.GroupsClaimPresent || !slices.Equal(id.Scopes, want.Scopes) ||
 		id.ClientID != want.ClientID || id.JTI != want.JTI || !id.Expiry.Equal(want.Expiry) || !id.IssuedAt.Equal(want.IssuedAt) {
-		t.Errorf("identity\n got %+v\nwant %+v", *id, want)
+		t.Errorf("identity\n got %+v\nwant %+v", id, &want)
 	}
 }
 

@@ -64,11 +64,18 @@ func drive(b *testing.B, h http.Handler, token string) {
 }
 
 // BenchmarkBareReverseProxy is the baseline: httputil.ReverseProxy with the
-// same transport, same upstream, no checks.
+// same transport and buffer pool, same upstream, same request bytes (the
+// bearer token is sent and forwarded), no checks.
 func BenchmarkBareReverseProxy(b *testing.B) {
 	u := benchUpstream(b)
-	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(u); pr.SetXForwarded() }, Transport: NewTransport(TransportConfig{})}
-	drive(b, rp, "")
+	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(u); pr.SetXForwarded() },
+		Transport: NewTransport(TransportConfig{}), BufferPool: BufferPool()}
+	iss, err := oktatest.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer iss.Close()
+	drive(b, rp, iss.Mint(oktatest.Claims{Subject: "load@example.com", Groups: []string{"Finance", "Team7", "Team9"}}))
 }
 
 // BenchmarkHandlerCachedToken is okproxy's request path with a cached token,

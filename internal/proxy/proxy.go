@@ -146,6 +146,37 @@ type reqState struct {
 	detail   string // log-only detail of a refusal
 	quota    *QuotaDecision
 	upstream policy.Reason // set by the error handler
+	// groupNames are the audit groups; groupsHeader the X-Okproxy-Groups value.
+	groupNames   []string
+	groupsHeader string
+}
+
+// callerMemo is what a request derives from a verified identity and the
+// directory in force. It is kept on the cached identity and rebuilt when the
+// directory version changes, so a token's second request does no group work.
+type callerMemo struct {
+	dirVersion int64
+	groups     []policy.GroupRef
+	names      []string
+	header     string
+	user       *directory.User
+	caller     *policy.Caller
+}
+
+func (h *Handler) callerFor(id *authn.Identity, dir *directory.Directory) *callerMemo {
+	var dv int64 = -1
+	if dir != nil {
+		dv = dir.Version
+	}
+	if m, ok := id.Memo().(*callerMemo); ok && m.dirVersion == dv {
+		return m
+	}
+	m := &callerMemo{dirVersion: dv}
+	m.groups, m.user = h.resolveGroups(id, dir)
+	m.names, m.header = groupNames(m.groups)
+	m.caller = policy.NewCaller(id.Subject, m.groups, id.Scopes)
+	id.SetMemo(m)
+	return m
 }
 
 type stateKey struct{}
@@ -192,13 +223,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.refuse(w, r, st, policy.ReasonInvalidToken, err.Error())
 			return
 		}
-		var user *directory.User
-		st.groups, user = h.resolveGroups(st.ident, st.snap.Directory)
-		if user != nil && !user.Active() {
-			h.refuse(w, r, st, policy.ReasonUserInactive, "okta user status "+user.Status)
+		m := h.callerFor(st.ident, st.snap.Directory)
+		st.groups, st.groupNames, st.groupsHeader = m.groups, m.names, m.header
+		if m.user != nil && !m.user.Active() {
+			h.refuse(w, r, st, policy.ReasonUserInactive, "okta user status "+m.user.Status)
 			return
 		}
-		caller = policy.NewCaller(st.ident.Subject, st.groups, st.ident.Scopes)
+		caller = m.caller
 	}
 
 	// 4. Authorisation.
@@ -282,7 +313,7 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 		if st.ident.UserID != "" {
 			out.Set("X-Okproxy-User-Id", headerSafe(st.ident.UserID))
 		}
-		out.Set("X-Okproxy-Groups", headerSafe(groupNames(st.groups)))
+		out.Set("X-Okproxy-Groups", headerSafe(st.groupsHeader))
 	}
 	out.Set("X-Okproxy-Rule", st.decision.Granted)
 }
@@ -382,8 +413,10 @@ func (h *Handler) resolveGroups(id *authn.Identity, dir *directory.Directory) ([
 	return fromToken(), user
 }
 
-func groupNames(gs []policy.GroupRef) string {
-	var b strings.Builder
+// groupNames returns the caller's distinct group names (case-insensitively)
+// and their comma-joined header value.
+func groupNames(gs []policy.GroupRef) ([]string, string) {
+	names := make([]string, 0, len(gs))
 	seen := make(map[string]bool, len(gs))
 	for _, g := range gs {
 		k := strings.ToLower(g.Name)
@@ -391,13 +424,11 @@ func groupNames(gs []policy.GroupRef) string {
 			continue
 		}
 		seen[k] = true
-		if b.Len() > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(g.Name)
+		names = append(names, g.Name)
 	}
-	return b.String()
+	return names, strings.Join(names, ",")
 }
+
 
 func (h *Handler) event(r *http.Request, st *reqState, status int, reason policy.Reason) *audit.Event {
 	e := &audit.Event{
@@ -433,10 +464,8 @@ func (h *Handler) event(r *http.Request, st *reqState, status int, reason policy
 	}
 	if id := st.ident; id != nil {
 		e.Subject, e.UserID, e.Email, e.JTI, e.ClientID = id.Subject, id.UserID, id.Email, id.JTI, id.ClientID
-		e.Groups = make([]string, len(st.groups))
-		for i, g := range st.groups {
-			e.Groups[i] = g.Name
-		}
+		// Shared with the memo: audit events are read-only once built.
+		e.Groups = st.groupNames
 	}
 	return e
 }
