@@ -429,7 +429,6 @@ func groupNames(gs []policy.GroupRef) ([]string, string) {
 	return names, strings.Join(names, ",")
 }
 
-
 func (h *Handler) event(r *http.Request, st *reqState, status int, reason policy.Reason) *audit.Event {
 	e := &audit.Event{
 		Time:      st.start,
