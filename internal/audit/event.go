@@ -46,6 +46,11 @@ const (
 // spooled refuses the request (503) instead of letting it through unaudited;
 // Commit hands over the finished event and never blocks or fails. Record is
 // Reserve followed by Commit, for responses the proxy makes itself.
+//
+// When Reserve or Record returns an error (ErrUnavailable for the Writer),
+// the proxy answers 503 and passes that 503's own event to Commit without a
+// reservation: it is kept in a small buffer and written once there is room,
+// so even refused requests are audited with the status the client saw.
 type Sink interface {
 	Reserve() error
 	Commit(e *Event)

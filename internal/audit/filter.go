@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/okproxy/okproxy/internal/policy"
 )
 
 // Filter selects stored events for `okproxy audit query`. Zero fields do not
@@ -28,6 +30,24 @@ type Filter struct {
 
 // Decisions lists the valid Decision values.
 var Decisions = []string{DecisionAllow, DecisionDeny, DecisionError}
+
+// Reasons lists the reason codes an event can carry (SPEC §4 and §6).
+var Reasons = []string{
+	string(policy.ReasonOK), string(policy.ReasonUnauthorized), string(policy.ReasonInvalidToken),
+	string(policy.ReasonForbidden), string(policy.ReasonInsufficientScope), string(policy.ReasonUserInactive),
+	string(policy.ReasonQuotaExceeded), string(policy.ReasonQuotaUnchecked), string(policy.ReasonBadRequest),
+	string(policy.ReasonBadGateway), string(policy.ReasonGatewayTimeout), string(policy.ReasonUnavailable),
+}
+
+// ValidReason reports whether r is one of Reasons.
+func ValidReason(r string) bool {
+	for _, v := range Reasons {
+		if r == v {
+			return true
+		}
+	}
+	return false
+}
 
 // ValidDecision reports whether d is allow, deny or error.
 func ValidDecision(d string) bool {

@@ -148,18 +148,19 @@ func (w *Writer) insert(ctx context.Context, batch []*Event) error {
 	ictx, cancel := context.WithTimeout(ctx, w.cfg.InsertTimeout)
 	defer cancel()
 	start := time.Now()
-	err := w.cfg.Store.InsertAuditEvents(ictx, batch)
+	n, err := w.cfg.Store.InsertAuditEvents(ictx, batch)
 	if err != nil {
 		return err
 	}
 	w.m.observeBatch(len(batch), time.Since(start))
-	w.written.Add(int64(len(batch)))
+	w.written.Add(n)
+	w.duplicates.Add(int64(len(batch)) - n)
 	return nil
 }
 
-// replayOne replays the oldest spooled segment. It inserts idempotently and
-// removes the segment only afterwards, so a crash in between replays it again
-// without duplicates.
+// replayOne replays the oldest spooled segment. The insert is idempotent
+// and the segment is removed only afterwards, so a crash in between replays
+// it again without duplicates.
 func (w *Writer) replayOne(ctx context.Context) {
 	seq, ok := w.spool.oldest()
 	if !ok {
@@ -185,7 +186,7 @@ func (w *Writer) replayOne(ctx context.Context) {
 		}
 		ictx, cancel := context.WithTimeout(ctx, w.cfg.InsertTimeout)
 		start := time.Now()
-		n, err := w.cfg.Store.InsertAuditEventsIdempotent(ictx, chunk)
+		n, err := w.cfg.Store.InsertAuditEvents(ictx, chunk)
 		cancel()
 		if err != nil {
 			w.replayPos[seq] = i
@@ -306,7 +307,9 @@ func (w *Writer) ensurePartitions(ctx context.Context) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, w.cfg.InsertTimeout)
 	defer cancel()
-	n, err := w.cfg.Store.EnsureAuditPartitions(pctx, w.cfg.PartitionsAhead)
+	// store.EnsureAuditPartitions(d) ends at today+d-1 (it counts from
+	// yesterday); +1 keeps today+PartitionsAhead ready as documented.
+	n, err := w.cfg.Store.EnsureAuditPartitions(pctx, w.cfg.PartitionsAhead+1)
 	if err != nil {
 		if ctx.Err() == nil {
 			w.log.Warn("audit partitions not created; will retry", "err", err)

@@ -27,15 +27,14 @@ var (
 
 // Store is the storage the Writer needs. internal/store implements it.
 type Store interface {
-	// InsertAuditEvents appends events in one statement (COPY). It must be
-	// safe to call again with events it may already have stored when it
-	// returned an error: it then falls back to skipping existing events.
-	InsertAuditEvents(ctx context.Context, events []*Event) error
-	// InsertAuditEventsIdempotent stores the events that are not stored yet
-	// (same time and event id) and reports how many it inserted. Replays from
-	// the spool use it, so a crash between insert and segment removal
-	// produces no duplicates.
-	InsertAuditEventsIdempotent(ctx context.Context, events []*Event) (inserted int64, err error)
+	// InsertAuditEvents stores events and reports how many it inserted. It
+	// must be idempotent on (time, event id): a batch whose commit succeeded
+	// although the caller saw an error is spooled and replayed, and a crash
+	// between a replay and the removal of its segment replays it again; events
+	// already stored are skipped, not duplicated. (internal/store: one COPY,
+	// falling back to COPY into a temporary table + INSERT … ON CONFLICT DO
+	// NOTHING when the COPY hits an existing key.)
+	InsertAuditEvents(ctx context.Context, events []*Event) (inserted int64, err error)
 	// EnsureAuditPartitions creates daily partitions from yesterday to
 	// daysAhead days ahead and reports how many it created.
 	EnsureAuditPartitions(ctx context.Context, daysAhead int) (created int, err error)
@@ -50,8 +49,9 @@ type WriterConfig struct {
 	// queued batch to the spool synchronously; when that fails too, Reserve
 	// returns ErrUnavailable.
 	QueueSize int
-	// BatchSize is the largest batch inserted at once (default 1000); a full
-	// batch is flushed at once.
+	// BatchSize is the largest batch inserted at once (default 2000); a full
+	// batch is flushed at once. Larger batches insert faster (docs/audit.md)
+	// but hold the flush loop longer per statement.
 	BatchSize int
 	// FlushInterval is the longest an event waits in the queue before it is
 	// flushed (default 250ms; SPEC: queryable within 2 s).
@@ -76,9 +76,9 @@ type WriterConfig struct {
 	// RetryInterval is how long after a failed insert the writer keeps
 	// spooling before it tries the database again (default 1s).
 	RetryInterval time.Duration
-	// PartitionsAhead is how many daily partitions are kept ready ahead of
-	// today (default 7); PartitionEvery how often that is checked (default
-	// 1h). Negative PartitionsAhead disables it.
+	// PartitionsAhead: daily partitions are kept ready from yesterday
+	// through today + PartitionsAhead days (default 7); PartitionEvery is how
+	// often that is checked (default 1h). Negative disables it.
 	PartitionsAhead int
 	PartitionEvery  time.Duration
 	// RefusalBuffer bounds events committed without a reservation (the 503
@@ -89,7 +89,7 @@ type WriterConfig struct {
 
 func (c *WriterConfig) setDefaults() {
 	c.QueueSize = cmp.Or(c.QueueSize, 65536)
-	c.BatchSize = cmp.Or(c.BatchSize, 1000)
+	c.BatchSize = cmp.Or(c.BatchSize, 2000)
 	c.FlushInterval = cmp.Or(c.FlushInterval, 250*time.Millisecond)
 	c.SegmentBytes = cmp.Or(c.SegmentBytes, 8<<20)
 	if c.Logger == nil {
@@ -214,11 +214,15 @@ func (w *Writer) Reserve() error {
 		w.refused.Add(1)
 		return ErrClosed
 	}
-	if w.claim() {
-		return nil
-	}
-	if w.spill() && w.claim() {
-		return nil
+	// A spill frees up to BatchSize slots, but concurrent Reserves may take
+	// them first: retry a few times before refusing.
+	for range 4 {
+		if w.claim() {
+			return nil
+		}
+		if !w.spill() {
+			break
+		}
 	}
 	w.refused.Add(1)
 	return ErrUnavailable
@@ -278,10 +282,13 @@ func (w *Writer) spill() bool {
 }
 
 // Commit hands over the finished event of a request. It never blocks or
-// fails. It sets a random ID when e has none, the time when it is zero
-// (truncated to microseconds, what PostgreSQL stores, so that a replay
-// matches the stored row) and the replica when it is empty. The writer owns e
-// afterwards.
+// fails. Called without a reservation — for the 503 event of a request that
+// Reserve or Record refused — it keeps the event in a bounded buffer
+// (RefusalBuffer) that is written as soon as there is room.
+//
+// It sets a random ID when e has none, the time when it is zero (truncated
+// to microseconds, what PostgreSQL stores, so that a replay matches the
+// stored row) and the replica when it is empty. The writer owns e afterwards.
 func (w *Writer) Commit(e *Event) {
 	w.prepare(e)
 	if w.finished.Load() {
@@ -317,12 +324,15 @@ func (w *Writer) Commit(e *Event) {
 }
 
 // Record is Reserve followed by Commit, for responses the proxy makes
-// itself. When Reserve fails the event is still kept (as for a refused
-// request) and ErrUnavailable is returned.
+// itself. When Reserve fails, e is not kept and ErrUnavailable is returned:
+// the proxy then answers 503 instead and commits that answer's event, so
+// the stored status is the one the client saw.
 func (w *Writer) Record(e *Event) error {
-	err := w.Reserve()
+	if err := w.Reserve(); err != nil {
+		return err
+	}
 	w.Commit(e)
-	return err
+	return nil
 }
 
 func (w *Writer) takeReservation() bool {

@@ -363,6 +363,9 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, st *reqState, r
 // refuseUnaudited is the answer when the audit trail cannot take the event.
 func (h *Handler) refuseUnaudited(w http.ResponseWriter, r *http.Request, st *reqState, err error) {
 	h.cfg.Logger.Error("audit unavailable; refusing request", "request_id", st.id, "method", r.Method, "path", st.path, "err", err)
+	// The 503 itself is audited: a Commit without a reservation waits in the
+	// writer's small refusal buffer until there is room.
+	h.cfg.Audit.Commit(h.event(r, st, http.StatusServiceUnavailable, policy.ReasonUnavailable))
 	writeError(w, policy.ReasonUnavailable, st.id)
 	h.observe(st, http.StatusServiceUnavailable, policy.ReasonUnavailable)
 }
@@ -452,28 +455,13 @@ func (h *Handler) event(r *http.Request, st *reqState, status int, reason policy
 	if st.decision.Denied != "" {
 		e.Rule = st.decision.Denied
 	}
-	if s := st.decision.Shadow; s != nil {
-		e.Shadow = string(s.Effect) + ":" + string(s.Reason)
-		if r := cmpOr(s.Granted, s.Denied); r != "" {
-			e.Shadow += ":" + r
-		}
-		if s.Changed {
-			e.Shadow += " (changed)"
-		}
-	}
+	e.Shadow = audit.FormatShadow(st.decision.Shadow)
 	if id := st.ident; id != nil {
 		e.Subject, e.UserID, e.Email, e.JTI, e.ClientID = id.Subject, id.UserID, id.Email, id.JTI, id.ClientID
 		// Shared with the memo: audit events are read-only once built.
 		e.Groups = st.groupNames
 	}
 	return e
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func truncate(s string, n int) string {

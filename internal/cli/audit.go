@@ -1,0 +1,275 @@
+package cli
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/okproxy/okproxy/internal/audit"
+	"github.com/okproxy/okproxy/internal/store"
+)
+
+func (a *App) auditCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Query, report on and prune the audit trail",
+		Long: `Every request okproxy answers is one audit event (SPEC §6); every admin change is
+one admin event. Times accept a duration back from now (90m, 36h, 7d) or RFC 3339.`,
+	}
+	cmd.AddCommand(a.auditQuery(), a.auditAdmin(), a.auditReport(), a.auditPrune())
+	return cmd
+}
+
+// auditFields are the machine field names of an event, in output order
+// (SPEC §6); the JSON tags of audit.Event carry the same names.
+var auditFields = []string{"time", "request_id", "replica", "method", "host", "path", "status", "decision",
+	"reason", "policy_version", "rules", "rule", "shadow", "subject", "user_id", "email", "groups",
+	"client_ip", "user_agent", "jti", "client_id", "latency_ms"}
+
+type auditQueryOptions struct {
+	since, until, user, group, decision, reason, rule, pathPrefix string
+	status, limit                                                 int
+	output                                                        string
+	follow                                                        bool
+}
+
+// filter validates the flags; every error names its flag and exits 2.
+func (o *auditQueryOptions) filter(now time.Time) (audit.Filter, error) {
+	var f audit.Filter
+	if err := checkFormat(o.output, "table", "json", "csv"); err != nil {
+		return f, err
+	}
+	var err error
+	if f.Since, err = audit.ParseTimeBound(o.since, now); err != nil {
+		return f, usageErrorf("--since: %v", err)
+	}
+	if o.until != "" {
+		if o.follow {
+			return f, usageErrorf("--until: cannot be combined with --follow")
+		}
+		if f.Until, err = audit.ParseTimeBound(o.until, now); err != nil {
+			return f, usageErrorf("--until: %v", err)
+		}
+		if !f.Until.After(f.Since) {
+			return f, usageErrorf("--until: %s is not after --since %s", f.Until.Format(time.RFC3339), f.Since.Format(time.RFC3339))
+		}
+	}
+	if o.decision != "" && !audit.ValidDecision(o.decision) {
+		return f, usageErrorf("--decision: %q is not one of %s", o.decision, strings.Join(audit.Decisions, ", "))
+	}
+	if o.reason != "" && !audit.ValidReason(o.reason) {
+		return f, usageErrorf("--reason: %q is not one of %s", o.reason, strings.Join(audit.Reasons, ", "))
+	}
+	if o.pathPrefix != "" && !strings.HasPrefix(o.pathPrefix, "/") {
+		return f, usageErrorf("--path-prefix: %q does not start with /", o.pathPrefix)
+	}
+	if o.status != 0 && (o.status < 100 || o.status > 599) {
+		return f, usageErrorf("--status: %d is not an HTTP status (100-599)", o.status)
+	}
+	if o.limit < 1 || o.limit > 100000 {
+		return f, usageErrorf("--limit: %d is not between 1 and 100000", o.limit)
+	}
+	f.User, f.Group, f.Decision, f.Reason = o.user, o.group, o.decision, o.reason
+	f.Rule, f.PathPrefix, f.Status, f.Limit = o.rule, o.pathPrefix, o.status, o.limit
+	return f, nil
+}
+
+func (a *App) auditQuery() *cobra.Command {
+	o := auditQueryOptions{}
+	cmd := &cobra.Command{
+		Use:   "query [flags]",
+		Short: "Show audit events, newest first",
+		Long: `Show the audit events matching every given filter, newest first.
+
+-o json prints JSON Lines (one event per line) with SPEC §6 field names; json and
+csv times are RFC 3339 UTC, table times are local. --follow prints the newest
+--limit events oldest first, then new ones as they arrive, until interrupted.`,
+		Example: `  okproxy audit query --since 24h --decision deny
+  okproxy audit query --user alice@example.com --since 7d -o json | jq .path
+  okproxy audit query --group Finance --path-prefix /billing/ --status 403 -o csv
+  okproxy audit query --reason invalid_token --follow`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := o.filter(time.Now())
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			st, err := a.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			out := newAuditPrinter(a.Stdout, o.output)
+			if o.follow {
+				return auditFollow(ctx, st, f, out, 500*time.Millisecond)
+			}
+			evs, err := st.QueryAuditEvents(ctx, f)
+			if err != nil {
+				return err
+			}
+			return out.print(evs)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.since, "since", "1h", "oldest event: duration back from now (90m, 7d) or RFC 3339")
+	fl.StringVar(&o.until, "until", "", "newest event, exclusive: duration back from now or RFC 3339 (default now)")
+	fl.StringVar(&o.user, "user", "", "caller: subject or email (case-insensitive) or Okta user id")
+	fl.StringVar(&o.group, "group", "", "a group in the caller's token (case-insensitive for groups the directory or rules know)")
+	fl.StringVar(&o.decision, "decision", "", "allow, deny or error")
+	fl.StringVar(&o.reason, "reason", "", "reason code, e.g. forbidden, invalid_token, quota_exceeded")
+	fl.StringVar(&o.rule, "rule", "", "rule that matched (including the one that granted or denied)")
+	fl.StringVar(&o.pathPrefix, "path-prefix", "", "path starts with this (literal, no patterns)")
+	fl.IntVar(&o.status, "status", 0, "HTTP status answered")
+	fl.IntVar(&o.limit, "limit", 100, "at most this many events")
+	fl.StringVarP(&o.output, "output", "o", "table", "output format: table, json (JSON Lines) or csv")
+	fl.BoolVar(&o.follow, "follow", false, "keep printing new events as they arrive (poll every 0.5 s)")
+	return cmd
+}
+
+// auditPrinter writes events as a table, JSON Lines or CSV. The table and
+// CSV header are written once, before the first batch.
+type auditPrinter struct {
+	w       io.Writer
+	format  string
+	started bool
+	csv     *csv.Writer
+}
+
+func newAuditPrinter(w io.Writer, format string) *auditPrinter {
+	return &auditPrinter{w: w, format: format}
+}
+
+func (p *auditPrinter) print(evs []audit.Event) error {
+	switch p.format {
+	case "json":
+		enc := json.NewEncoder(p.w)
+		for i := range evs {
+			e := evs[i]
+			e.Time = e.Time.UTC()
+			if err := enc.Encode(&e); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "csv":
+		if p.csv == nil {
+			p.csv = csv.NewWriter(p.w)
+			p.csv.Write(auditFields)
+		}
+		for _, e := range evs {
+			p.csv.Write(auditCSVRow(e))
+		}
+		p.csv.Flush()
+		return p.csv.Error()
+	}
+	t := &table{tw: tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)}
+	if !p.started {
+		t = newTable(p.w, "TIME", "STATUS", "DECISION", "REASON", "METHOD", "HOST", "PATH", "SUBJECT", "RULE", "CLIENT_IP", "MS")
+	}
+	p.started = true
+	for _, e := range evs {
+		t.row(e.Time.Local().Format("2006-01-02 15:04:05"), strconv.Itoa(e.Status), e.Decision, e.Reason, e.Method,
+			e.Host, e.Path, cmpOr(e.Subject, cmpOr(e.Email, e.UserID)), e.Rule, e.ClientIP, strconv.FormatFloat(e.LatencyMS, 'f', 1, 64))
+	}
+	return t.flush()
+}
+
+func auditCSVRow(e audit.Event) []string {
+	return []string{e.Time.UTC().Format(time.RFC3339Nano), e.RequestID, e.Replica, e.Method, e.Host, e.Path,
+		strconv.Itoa(e.Status), e.Decision, e.Reason, strconv.FormatInt(e.PolicyVersion, 10),
+		strings.Join(e.Rules, ";"), e.Rule, e.Shadow, e.Subject, e.UserID, e.Email, strings.Join(e.Groups, ";"),
+		e.ClientIP, e.UserAgent, e.JTI, e.ClientID, strconv.FormatFloat(e.LatencyMS, 'f', -1, 64)}
+}
+
+// followOverlap is how far back each poll looks before the newest event
+// already printed: events are batched for up to a second or two before they
+// are visible, so one that happened earlier may appear later. Event ids
+// printed within the overlap are remembered so nothing prints twice.
+// Events that become visible later than this (replayed from a spool after a
+// database outage) are not printed by --follow; `audit query` finds them.
+const followOverlap = 10 * time.Second
+
+// auditFollow prints the newest page oldest first, then polls for new events
+// until ctx ends.
+func auditFollow(ctx context.Context, st *store.Store, f audit.Filter, out *auditPrinter, every time.Duration) error {
+	first, err := st.QueryAuditEvents(ctx, f)
+	if err != nil {
+		return err
+	}
+	slices.Reverse(first)
+	seen := map[[16]byte]time.Time{}
+	mark := f.Since
+	note := func(evs []audit.Event) []audit.Event {
+		fresh := evs[:0]
+		for _, e := range evs {
+			if _, ok := seen[e.ID]; ok {
+				continue
+			}
+			seen[e.ID] = e.Time
+			if e.Time.After(mark) {
+				mark = e.Time
+			}
+			fresh = append(fresh, e)
+		}
+		return fresh
+	}
+	if err := out.print(note(first)); err != nil {
+		return err
+	}
+	if now := time.Now(); mark.After(now) {
+		mark = now // an event stamped in the future must not hide the present
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		from := mark.Add(-followOverlap)
+		if from.Before(f.Since) {
+			from = f.Since
+		}
+		pf := f
+		pf.Limit = 5000
+		for cursor := from; ; {
+			evs, err := st.FollowAuditEvents(ctx, pf, cursor)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			last := cursor
+			if len(evs) > 0 {
+				last = evs[len(evs)-1].Time
+			}
+			if err := out.print(note(evs)); err != nil {
+				return err
+			}
+			// A full page: more may follow in this window.
+			if len(evs) < pf.Limit || !last.After(cursor) {
+				break
+			}
+			cursor = last
+		}
+		for id, at := range seen {
+			if at.Before(from.Add(-time.Second)) {
+				delete(seen, id)
+			}
+		}
+		if now := time.Now(); mark.After(now) {
+			mark = now
+		}
+	}
+}
