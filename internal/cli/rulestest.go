@@ -252,7 +252,7 @@ func (a *App) printTestResult(res *testResult, o *ruleTestOptions, scopes []stri
 	} else {
 		caller := "anonymous"
 		if res.Subject != "" || len(res.Groups) > 0 || len(scopes) > 0 {
-			caller = fmt.Sprintf("%s groups=[%s] scopes=[%s]", cmpOr(res.Subject, "(caller)"), strings.Join(res.Groups, ", "), strings.Join(scopes, " "))
+			caller = fmt.Sprintf("%sgroups=[%s] scopes=[%s]", prefixed(res.Subject), strings.Join(res.Groups, ", "), strings.Join(scopes, " "))
 		}
 		fmt.Fprintf(a.Stdout, "decision: %s (%s, HTTP %d)\n", res.Decision, res.Reason, res.Status)
 		fmt.Fprintf(a.Stdout, "request:  %s %s%s\n", method, res.Host, res.Path)
@@ -264,4 +264,12 @@ func (a *App) printTestResult(res *testResult, o *ruleTestOptions, scopes []stri
 		return checkFailedf("expected %s, got %s (%s)", o.expect, res.Decision, res.Reason)
 	}
 	return nil
+}
+
+// prefixed is "NAME " or "" for an unnamed caller.
+func prefixed(name string) string {
+	if name == "" {
+		return ""
+	}
+	return name + " "
 }
