@@ -127,7 +127,10 @@ and records every decision in an audit trail kept in PostgreSQL.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.databaseURL, "database-url", "", "PostgreSQL URL (env OKPROXY_DATABASE_URL, else DATABASE_URL)")
 	pf.StringVar(&a.actor, "actor", "", "who is making the change, recorded in the admin event log (default user@host)")
-	root.AddCommand(a.migrateCommand(), a.rulesCommand(), a.serveCommand(), a.groupsCommand(), a.usersCommand(), a.auditCommand())
+	root.AddCommand(a.migrateCommand(), a.rulesCommand(), a.serveCommand(), a.groupsCommand(), a.usersCommand())
+	root.AddCommand(a.quotasCommand())
+	root.AddCommand(a.completionCommand())
+	root.AddCommand(a.auditCommand())
 	return root
 }
 

@@ -22,8 +22,8 @@ one enabled matching rule grants it to the caller and no enabled matching rule d
 the caller. Every change is one transaction and one policy version, recorded with its
 actor, and reaches running replicas within a second.`,
 	}
-	cmd.AddCommand(a.rulesAdd(), a.rulesList(), a.rulesShow(), a.rulesRemove(),
-		a.rulesSetEnabled(true), a.rulesSetEnabled(false), a.rulesTest())
+	cmd.AddCommand(a.policyCommands(a.rulesAdd(), a.rulesList(), a.rulesShow(), a.rulesRemove(),
+		a.rulesSetEnabled(true), a.rulesSetEnabled(false), a.rulesTest())...)
 	return cmd
 }
 

@@ -78,15 +78,19 @@ type env struct {
 	h        *Handler
 }
 
-var testRules = []policy.Rule{
-	{Name: "billing-read", Path: "/billing/**", Methods: []string{"GET"}, Allow: []policy.GroupRef{{Name: "Finance"}, {Name: "Auditors"}}, Enabled: true},
-	{Name: "billing-write", Path: "/billing/**", Methods: []string{"POST"}, Allow: []policy.GroupRef{{Name: "Finance"}}, Enabled: true},
-	{Name: "no-contractors", Path: "/billing/**", Deny: []policy.GroupRef{{Name: "Contractors"}}, Enabled: true},
-	{Name: "health", Path: "/healthz", Methods: []string{"GET"}, Public: true, Enabled: true},
-	{Name: "me", Path: "/me", AllowAuthenticated: true, Scopes: []string{"profile:read"}, Enabled: true},
-	{Name: "ws", Path: "/ws", AllowAuthenticated: true, Enabled: true},
-	{Name: "slow", Path: "/slow", AllowAuthenticated: true, Enabled: true},
-	{Name: "big-org", Path: "/org/**", Allow: []policy.GroupRef{{ID: "00gbigorg00000000000", Name: "BigOrg"}}, Enabled: true},
+// testRules returns fresh rules each call: Normalize sorts their slices in
+// place, and parallel tests must not share them.
+func testRules() []policy.Rule {
+	return []policy.Rule{
+		{Name: "billing-read", Path: "/billing/**", Methods: []string{"GET"}, Allow: []policy.GroupRef{{Name: "Finance"}, {Name: "Auditors"}}, Enabled: true},
+		{Name: "billing-write", Path: "/billing/**", Methods: []string{"POST"}, Allow: []policy.GroupRef{{Name: "Finance"}}, Enabled: true},
+		{Name: "no-contractors", Path: "/billing/**", Deny: []policy.GroupRef{{Name: "Contractors"}}, Enabled: true},
+		{Name: "health", Path: "/healthz", Methods: []string{"GET"}, Public: true, Enabled: true},
+		{Name: "me", Path: "/me", AllowAuthenticated: true, Scopes: []string{"profile:read"}, Enabled: true},
+		{Name: "ws", Path: "/ws", AllowAuthenticated: true, Enabled: true},
+		{Name: "slow", Path: "/slow", AllowAuthenticated: true, Enabled: true},
+		{Name: "big-org", Path: "/org/**", Allow: []policy.GroupRef{{ID: "00gbigorg00000000000", Name: "BigOrg"}}, Enabled: true},
+	}
 }
 
 func compile(t *testing.T, rules []policy.Rule) *policy.Policy {
@@ -136,7 +140,7 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 	t.Cleanup(up.Close)
 	u, _ := url.Parse(up.URL)
 	e := &env{t: t, iss: iss, upstream: up, sink: &memSink{},
-		snap: &staticSnap{&snapshot.Snapshot{PolicyVersion: 7, Policy: compile(t, append([]policy.Rule(nil), testRules...))}}}
+		snap: &staticSnap{&snapshot.Snapshot{PolicyVersion: 7, Policy: compile(t, testRules())}}}
 	cfg := Config{Upstream: u, Verifier: v, Snapshots: e.snap, Audit: e.sink, Replica: "test-1",
 		Transport: NewTransport(TransportConfig{ResponseHeaderTimeout: 150 * time.Millisecond})}
 	if mutate != nil {
@@ -420,7 +424,7 @@ func TestFailClosedAndAuditUnavailable(t *testing.T) {
 	if r := e.raw("GET", "/healthz", nil); r.status != 503 || r.err.Error != "unavailable" {
 		t.Fatalf("no snapshot: %d %s", r.status, r.body)
 	}
-	e.snap.s = &snapshot.Snapshot{PolicyVersion: 1, Policy: compile(t, append([]policy.Rule(nil), testRules...))}
+	e.snap.s = &snapshot.Snapshot{PolicyVersion: 1, Policy: compile(t, testRules())}
 	e.sink.fail = true
 	for _, target := range []string{"/billing/x", "/elsewhere"} {
 		r := e.raw("GET", target, tok)

@@ -27,6 +27,7 @@ import (
 	"github.com/okproxy/okproxy/internal/audit"
 	"github.com/okproxy/okproxy/internal/authn"
 	"github.com/okproxy/okproxy/internal/proxy"
+	"github.com/okproxy/okproxy/internal/quota"
 	"github.com/okproxy/okproxy/internal/snapshot"
 	"github.com/okproxy/okproxy/internal/store"
 )
@@ -165,6 +166,7 @@ type Server struct {
 	verifier *authn.Verifier
 	watcher  *snapshot.Watcher
 	writer   *audit.Writer
+	limiter  *quota.Limiter
 	handler  *proxy.Handler
 	reg      *prometheus.Registry
 
@@ -202,11 +204,20 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("token verifier: %w", err)
 	}
 	m := newServerMetrics(s.reg)
+	s.limiter, err = quota.New(quota.Config{Store: s.store, OnDBError: cfg.QuotaOnDBError, Logger: s.log, Metrics: s.reg, Poll: cfg.PollInterval})
+	if err != nil {
+		s.verifier.Close()
+		s.store.Close()
+		return nil, err
+	}
 	s.watcher = snapshot.New(snapshot.Config{Source: s.store, Poll: cfg.PollInterval, Logger: s.log,
-		OnSwap: m.swapped, OnError: func(error) { m.reloads.WithLabelValues("error").Inc() }})
+		OnSwap: func(sn *snapshot.Snapshot) { m.swapped(sn); s.limiter.Kick() }, OnError: func(error) { m.reloads.WithLabelValues("error").Inc() }})
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	if err := s.watcher.Load(lctx); err != nil {
 		s.log.Error("no policy snapshot at start; answering 503 until one loads", "err", err)
+	}
+	if err := s.limiter.Load(lctx); err != nil {
+		s.log.Error("no quota set at start; --quota-on-db-error applies until one loads", "err", err)
 	}
 	cancel()
 	s.writer, err = audit.NewWriter(audit.WriterConfig{Store: s.store, SpoolDir: cfg.AuditSpoolDir, Replica: cfg.Replica,
@@ -224,6 +235,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Verifier:       s.verifier,
 		Snapshots:      s.watcher,
 		Audit:          s.writer,
+		Quota:          s.limiter,
 		GroupsSource:   proxy.GroupsSource(cfg.GroupsSource),
 		TrustedProxies: tps,
 		Replica:        cfg.Replica,
@@ -258,6 +270,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.cancel = cancel
 	go s.watcher.Run(bg)
 	go s.writer.Run(bg)
+	go s.limiter.Run(bg)
 	if s.cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
 		if err != nil {
@@ -285,6 +298,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
 	if s.main != nil {
 		errs = append(errs, s.main.Shutdown(ctx))
+	}
+	if s.limiter != nil {
+		errs = append(errs, s.limiter.Close(ctx)) // drained: give leases back
 	}
 	if s.writer != nil {
 		errs = append(errs, s.writer.Close(ctx))

@@ -1,0 +1,181 @@
+package lint
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/okproxy/okproxy/internal/policy"
+)
+
+var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func g(name, id string) policy.GroupRef { return policy.GroupRef{Name: name, ID: id} }
+
+var (
+	finance     = g("Finance", "00gF")
+	auditors    = g("Auditors", "00gA")
+	contractors = g("Contractors", "00gC")
+	developers  = g("Developers", "00gD")
+)
+
+func directory() Directory {
+	return Directory{Synced: true, Groups: map[string]string{
+		"00gF": "Finance", "00gA": "Auditors", "00gC": "Contractors", "00gD": "Developers", "00gO": "Platform Ops",
+	}}
+}
+
+func mkRule(r policy.Rule) Rule {
+	if r.Mode == "" {
+		r.Mode = policy.ModeEnforce
+	}
+	r.Enabled = true
+	return Rule{Rule: r, CreatedAt: now.Add(-time.Hour), UpdatedAt: now.Add(-time.Hour)}
+}
+
+// clean is a policy lint has nothing to say about.
+func clean() Input {
+	return Input{
+		Directory: directory(),
+		Now:       now,
+		Rules: []Rule{
+			mkRule(policy.Rule{Name: "billing-read", Path: "/billing/**", Methods: []string{"GET"}, Allow: []policy.GroupRef{finance, auditors}}),
+			mkRule(policy.Rule{Name: "no-contractors", Path: "/billing/**", Deny: []policy.GroupRef{contractors}}),
+			mkRule(policy.Rule{Name: "health", Path: "/healthz", Methods: []string{"GET"}, Public: true}),
+			mkRule(policy.Rule{Name: "api", Path: "/api/**", Allow: []policy.GroupRef{developers}}),
+			mkRule(policy.Rule{Name: "new-export", Path: "/export/**", Allow: []policy.GroupRef{finance}, Mode: policy.ModeReport}),
+		},
+		Quotas: []Quota{{Name: "dev-tier", Group: developers, Path: "/api/**"}},
+	}
+}
+
+func TestClean(t *testing.T) {
+	t.Parallel()
+	if fs := Run(clean()); len(fs) != 0 {
+		t.Fatalf("findings on a clean policy: %+v", fs)
+	}
+	// Never synced: group checks are skipped rather than flagging everything.
+	in := clean()
+	in.Directory = Directory{}
+	in.Rules = append(in.Rules, mkRule(policy.Rule{Name: "x", Path: "/x", Allow: []policy.GroupRef{g("Nobody", "")}}))
+	if fs := Run(in); len(fs) != 0 {
+		t.Fatalf("findings before any sync: %+v", fs)
+	}
+}
+
+// Each kind of problem is found, names its rules and says what to do.
+func TestFindings(t *testing.T) {
+	t.Parallel()
+	in := clean()
+	in.Rules = append(in.Rules,
+		// unknown + deleted groups; with no other allow group, never grants.
+		mkRule(policy.Rule{Name: "typo", Path: "/typo", Allow: []policy.GroupRef{g("Finanse", ""), g("Old Team", "00gGONE")}}),
+		// renamed: stored "Operations", directory says "Platform Ops".
+		mkRule(policy.Rule{Name: "ops", Path: "/ops/**", Allow: []policy.GroupRef{g("Operations", "00gO")}}),
+		// shadowed: the only group it allows is denied on a wider route.
+		mkRule(policy.Rule{Name: "contractor-billing", Path: "/billing/invoices", Methods: []string{"GET"}, Allow: []policy.GroupRef{contractors}}),
+		// a duplicate of billing-read, apart from name and description.
+		mkRule(policy.Rule{Name: "billing-read-2", Description: "copy", Path: "/billing/**", Methods: []string{"GET"}, Allow: []policy.GroupRef{auditors, finance}}),
+		// a public route overlapping the contractors deny.
+		mkRule(policy.Rule{Name: "billing-status", Path: "/billing/status", Public: true}),
+	)
+	// unbound: stored by name before the first sync; the directory has it now.
+	in.Rules = append(in.Rules, mkRule(policy.Rule{Name: "legacy", Path: "/legacy", Allow: []policy.GroupRef{g("finance", "")}}))
+	old := mkRule(policy.Rule{Name: "stale-watch", Path: "/stale", Allow: []policy.GroupRef{finance}, Mode: policy.ModeReport})
+	old.UpdatedAt = now.Add(-20 * 24 * time.Hour)
+	in.Rules = append(in.Rules, old)
+	in.Quotas = append(in.Quotas, Quota{Name: "finance-api", Group: finance, Path: "/api/**"})
+
+	fs := Run(in)
+	want := []struct {
+		check Check
+		rules string
+		text  string
+	}{
+		{UnknownGroup, "typo", `group "Finanse" is not in the synced Okta directory (used by rule "typo")`},
+		{DeletedGroup, "typo", `group "Old Team" (00gGONE) is no longer in the synced Okta directory`},
+		{NeverGrants, "contractor-billing,no-contractors", `every group it allows ("Contractors") is denied by rule "no-contractors"`},
+		{NeverGrants, "typo", `all its allow groups ("Finanse", "Old Team") are unknown to or deleted from Okta`},
+		{Duplicate, "billing-read,billing-read-2", `rules "billing-read", "billing-read-2" are identical`},
+		{PublicOverDeny, "billing-status,no-contractors", `anyone without one is still admitted by "billing-status"`},
+		{StaleReportOnly, "stale-watch", `has been report-only for 20d (since 2026-02-09), longer than 14d`},
+		{QuotaNotGranted, "", `quota "finance-api" limits group "Finance" on /api/**`},
+		{RenamedGroup, "ops", `group 00gO was "Operations" when the rules were written and is now "Platform Ops"`},
+		{UnboundGroup, "legacy", `group "finance" is named by name only, although the synced directory has it (00gF)`},
+	}
+	if len(fs) != len(want) {
+		for _, f := range fs {
+			t.Logf("%s %v %s", f.Check, f.Rules, f.Message)
+		}
+		t.Fatalf("got %d findings, want %d", len(fs), len(want))
+	}
+	for i, w := range want {
+		f := fs[i]
+		if f.Check != w.check || strings.Join(f.Rules, ",") != w.rules || !strings.Contains(f.Message, w.text) || f.Fix == "" {
+			t.Errorf("finding %d: %s %v %q (fix %q)\nwant %s %s %q", i, f.Check, f.Rules, f.Message, f.Fix, w.check, w.rules, w.text)
+		}
+	}
+	if !Failed(fs) || Failed(fs[len(fs)-2:]) {
+		t.Fatal("warnings must fail the lint, info alone must not")
+	}
+}
+
+// A deny only shadows a grant when it covers every request the grant
+// matches, and only for the groups it names.
+func TestNeverGrantsCoverage(t *testing.T) {
+	t.Parallel()
+	deny := mkRule(policy.Rule{Name: "deny", Path: "/a/*/c", Methods: []string{"GET"}, Hosts: []string{"*.example.com"}, Deny: []policy.GroupRef{contractors}})
+	cases := []struct {
+		grant policy.Rule
+		never bool
+	}{
+		{policy.Rule{Path: "/a/b/c", Methods: []string{"GET"}, Hosts: []string{"api.example.com"}, Allow: []policy.GroupRef{contractors}}, true},
+		{policy.Rule{Path: "/a/b/c", Methods: []string{"GET"}, Hosts: []string{"*.eu.example.com"}, Allow: []policy.GroupRef{contractors}}, true},
+		{policy.Rule{Path: "/a/b/c", Methods: []string{"GET"}, Hosts: []string{"example.com"}, Allow: []policy.GroupRef{contractors}}, false},
+		{policy.Rule{Path: "/a/b/c", Hosts: []string{"api.example.com"}, Allow: []policy.GroupRef{contractors}}, false},
+		{policy.Rule{Path: "/a/b/c/**", Methods: []string{"GET"}, Hosts: []string{"api.example.com"}, Allow: []policy.GroupRef{contractors}}, false},
+		{policy.Rule{Path: "/a/b/c", Methods: []string{"GET"}, Hosts: []string{"api.example.com"}, Allow: []policy.GroupRef{contractors, finance}}, false},
+		{policy.Rule{Path: "/a/b/c", Methods: []string{"GET"}, Hosts: []string{"api.example.com"}, AllowAuthenticated: true}, false},
+		// The same group named by name only still counts as denied.
+		{policy.Rule{Path: "/a/x/c", Methods: []string{"GET"}, Hosts: []string{"api.example.com"}, Allow: []policy.GroupRef{g("contractors", "")}}, true},
+	}
+	for i, c := range cases {
+		c.grant.Name = "grant"
+		in := Input{Directory: Directory{}, Now: now, Rules: []Rule{deny, mkRule(c.grant)}}
+		got := false
+		for _, f := range Run(in) {
+			got = got || f.Check == NeverGrants
+		}
+		if got != c.never {
+			t.Errorf("case %d (%s %v %v): never-grants %v, want %v", i, c.grant.Path, c.grant.Methods, c.grant.Hosts, got, c.never)
+		}
+	}
+}
+
+func TestPatterns(t *testing.T) {
+	t.Parallel()
+	covers := []struct {
+		d, r string
+		want bool
+	}{
+		{"/**", "/", true}, {"/**", "/a/*/b/**", true}, {"/a/**", "/a", true}, {"/a/**", "/b", false},
+		{"/a/*", "/a/b", true}, {"/a/b", "/a/*", false}, {"/a/*", "/a/**", false}, {"/a/b/**", "/a", false},
+		{"/", "/", true}, {"/a", "/a/b", false},
+	}
+	for _, c := range covers {
+		if got := parsePattern(c.d).covers(parsePattern(c.r)); got != c.want {
+			t.Errorf("%s covers %s = %v", c.d, c.r, got)
+		}
+	}
+	overlaps := []struct {
+		a, b string
+		want bool
+	}{
+		{"/a/*", "/*/b", true}, {"/a/**", "/b/**", false}, {"/a", "/a/**", true}, {"/a/b", "/a", false}, {"/**", "/x/y", true},
+	}
+	for _, c := range overlaps {
+		if got := parsePattern(c.a).overlaps(parsePattern(c.b)); got != c.want {
+			t.Errorf("%s overlaps %s = %v", c.a, c.b, got)
+		}
+	}
+}
