@@ -2,8 +2,7 @@ package audit
 
 import (
 	"fmt"
-	"regexp"
-	"strconv"
+	"github.com/okproxy/okproxy/internal/duration"
 	"strings"
 	"time"
 
@@ -59,33 +58,9 @@ func ValidDecision(d string) bool {
 	return false
 }
 
-var dayRe = regexp.MustCompile(`(\d+(?:\.\d+)?)d`)
-
-// ParseDuration is time.ParseDuration plus days: "90d", "1d12h", "36h".
-// Negative durations are refused: every okproxy duration is a length.
-func ParseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, fmt.Errorf("empty duration")
-	}
-	var total time.Duration
-	rest := dayRe.ReplaceAllStringFunc(s, func(m string) string {
-		f, _ := strconv.ParseFloat(strings.TrimSuffix(m, "d"), 64)
-		total += time.Duration(f * 24 * float64(time.Hour))
-		return ""
-	})
-	if rest != "" {
-		d, err := time.ParseDuration(rest)
-		if err != nil {
-			return 0, fmt.Errorf("invalid duration %q (use e.g. 90m, 36h, 7d)", s)
-		}
-		total += d
-	}
-	if total < 0 {
-		return 0, fmt.Errorf("negative duration %q", s)
-	}
-	return total, nil
-}
+// ParseDuration is okproxy's duration syntax (internal/duration): Go
+// durations plus leading whole days ("90d", "1d12h").
+func ParseDuration(s string) (time.Duration, error) { return duration.Parse(s) }
 
 // ParseTimeBound reads a time bound: a duration back from now ("1h", "7d")
 // or an RFC 3339 time ("2024-05-01T00:00:00Z"); a bare date is midnight UTC.

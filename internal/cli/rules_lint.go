@@ -2,13 +2,13 @@ package cli
 
 import (
 	"fmt"
+	"github.com/okproxy/okproxy/internal/duration"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/okproxy/okproxy/internal/lint"
-	"github.com/okproxy/okproxy/internal/policyfile"
 )
 
 func (a *App) rulesLint() *cobra.Command {
@@ -39,7 +39,7 @@ warning, 0 when there are none (info findings alone do not fail).`,
 			if err := checkFormat(output, "text", "json", "yaml"); err != nil {
 				return err
 			}
-			age, err := policyfile.ParseDuration(maxAge)
+			age, err := duration.Parse(maxAge)
 			if err != nil || age <= 0 {
 				return usageErrorf("report-max-age: %q is not a positive duration (e.g. 14d, 72h)", maxAge)
 			}

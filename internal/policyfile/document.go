@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"github.com/okproxy/okproxy/internal/duration"
 	"slices"
 	"strings"
 
@@ -173,8 +174,8 @@ func (q *Quota) Normalize() {
 	slices.Sort(q.Methods)
 	q.Methods = emptyNil(slices.Compact(q.Methods))
 	q.Per = cmp.Or(strings.ToLower(strings.TrimSpace(q.Per)), PerUser)
-	if d, err := ParseDuration(q.Window); err == nil {
-		q.Window = FormatDuration(d)
+	if d, err := duration.Parse(q.Window); err == nil {
+		q.Window = duration.Format(d)
 	}
 }
 

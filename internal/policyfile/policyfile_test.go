@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 const header = "apiVersion: okproxy/v1\nkind: Policy\n"
@@ -210,30 +209,6 @@ func TestDiffJSON(t *testing.T) {
 	add, _ := DiffJSON(nil, []byte(`{"name":"a","path":"/a","limit":5}`))
 	if len(add) != 2 || add[0].Field != "path" || add[1].After != "5" {
 		t.Fatalf("add: %+v", add)
-	}
-}
-
-func TestDuration(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]string{"90s": "1m30s", "1h": "1h", "3600s": "1h", "7d": "7d", "1d12h": "1d12h", "36h": "1d12h", "90m": "1h30m"} {
-		d, err := ParseDuration(in)
-		if err != nil {
-			t.Fatalf("%s: %v", in, err)
-		}
-		if got := FormatDuration(d); got != want {
-			t.Errorf("%s: got %s want %s", in, got, want)
-		}
-		if back, _ := ParseDuration(want); back != d {
-			t.Errorf("%s does not parse back to %v", want, d)
-		}
-	}
-	for _, bad := range []string{"", "d", "1x", "-1d", "1.5d"} {
-		if _, err := ParseDuration(bad); err == nil {
-			t.Errorf("%q parsed", bad)
-		}
-	}
-	if d, _ := ParseDuration("14d"); d != 14*24*time.Hour {
-		t.Fatal(d)
 	}
 }
 

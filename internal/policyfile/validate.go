@@ -2,6 +2,7 @@ package policyfile
 
 import (
 	"errors"
+	"github.com/okproxy/okproxy/internal/duration"
 	"regexp"
 	"slices"
 	"strconv"
@@ -133,7 +134,7 @@ func validateQuota(q Quota) (field, msg string) {
 	if strings.TrimSpace(q.Window) == "" {
 		return "window", "is required (e.g. 1h, 15m, 1d)"
 	}
-	d, err := ParseDuration(q.Window)
+	d, err := duration.Parse(q.Window)
 	switch {
 	case err != nil:
 		return "window", err.Error()

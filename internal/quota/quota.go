@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/okproxy/okproxy/internal/duration"
 	"strconv"
 	"strings"
 	"time"
@@ -118,25 +119,12 @@ func (q Quota) Validate() error {
 // whole seconds, at least one, at most MaxWindow.
 func ParseWindow(s string) (int64, error) {
 	in := s
-	s = strings.TrimSpace(s)
-	if s == "" {
+	if strings.TrimSpace(s) == "" {
 		return 0, errors.New("is required (e.g. 1m, 1h, 1d)")
 	}
-	var d time.Duration
-	if i := strings.IndexByte(s, 'd'); i > 0 {
-		n, err := strconv.ParseInt(s[:i], 10, 32)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("%q is not a duration (e.g. 30s, 1h, 7d)", in)
-		}
-		d = time.Duration(n) * 24 * time.Hour
-		s = s[i+1:]
-	}
-	if s != "" {
-		g, err := time.ParseDuration(s)
-		if err != nil || g < 0 {
-			return 0, fmt.Errorf("%q is not a duration (e.g. 30s, 1h, 7d)", in)
-		}
-		d += g
+	d, err := duration.Parse(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (e.g. 30s, 1h, 7d)", in)
 	}
 	switch {
 	case d < time.Second:
@@ -152,20 +140,7 @@ func ParseWindow(s string) (int64, error) {
 // FormatWindow writes a window the way ParseWindow reads it, largest units
 // first and zero units left out: 86400 → "1d", 5400 → "1h30m", 90 → "1m30s".
 func FormatWindow(seconds int64) string {
-	if seconds <= 0 {
-		return "0s"
-	}
-	var b strings.Builder
-	for _, u := range []struct {
-		n    int64
-		unit string
-	}{{86400, "d"}, {3600, "h"}, {60, "m"}, {1, "s"}} {
-		if seconds >= u.n {
-			b.WriteString(strconv.FormatInt(seconds/u.n, 10) + u.unit)
-			seconds %= u.n
-		}
-	}
-	return b.String()
+	return duration.Format(time.Duration(seconds) * time.Second)
 }
 
 // Errors the Store reports.

@@ -382,8 +382,12 @@ func TestQuotaReplicaKilledHoldingLease(t *testing.T) {
 	if total > limit {
 		t.Fatalf("%d admitted in one window, over the limit of %d", total, limit)
 	}
-	if total < limit-int(held) {
-		t.Fatalf("%d admitted: more under-admission than the %d the dead replica held", total, held)
+	// What the victim held at the instant of the kill can exceed the metric
+	// read just before it (a background prefetch may land in between), so the
+	// check is the design's bound: one replica never holds more than 1/8 of
+	// the remaining budget plus one prefetch of 1/8 of that (docs/quotas.md).
+	if bound := limit/8 + limit/64 + 1; total < limit-bound {
+		t.Fatalf("%d admitted: more under-admission than one replica can hold (%d)", total, bound)
 	}
 	// The loss is confined to that window.
 	for h.dbWindow(window, 6*time.Second) == start {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/okproxy/okproxy/internal/duration"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -79,7 +80,7 @@ func loadQuotas(ctx context.Context, q querier) ([]policyfile.Quota, error) {
 			Name:    x.Name,
 			Group:   policyfile.Group{Name: x.Group.Name, ID: x.Group.ID},
 			Limit:   x.Limit,
-			Window:  policyfile.FormatDuration(time.Duration(x.WindowSeconds) * time.Second),
+			Window:  duration.Format(time.Duration(x.WindowSeconds) * time.Second),
 			Path:    x.Path,
 			Methods: x.Methods,
 			Per:     string(x.Per),

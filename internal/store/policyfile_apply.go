@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"github.com/okproxy/okproxy/internal/duration"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -177,7 +178,7 @@ func writeRules(ctx context.Context, tx pgx.Tx, changes []policyfile.RuleChange)
 }
 
 func quotaArgs(q *policyfile.Quota) ([]any, error) {
-	d, err := policyfile.ParseDuration(q.Window)
+	d, err := duration.Parse(q.Window)
 	if err != nil {
 		return nil, fmt.Errorf("quota %q: window: %w", q.Name, err)
 	}
@@ -252,7 +253,7 @@ func writeEvents(ctx context.Context, tx pgx.Tx, p policyfile.Plan, o ApplyOptio
 		if q == nil {
 			return nil
 		}
-		d, _ := policyfile.ParseDuration(q.Window) // validated
+		d, _ := duration.Parse(q.Window) // validated
 		return quota.Quota{Name: q.Name, Group: policy.GroupRef{ID: q.Group.ID, Name: q.Group.Name}, Limit: q.Limit,
 			WindowSeconds: int64(d / time.Second), Path: q.Path, Methods: q.Methods, Per: quota.Per(q.Per)}
 	}

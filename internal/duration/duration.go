@@ -1,0 +1,70 @@
+// Package duration reads and writes okproxy's duration syntax (SPEC §2): Go
+// durations plus a leading whole number of days ("90d", "1d12h", "36h").
+// Every command, flag and policy file uses it, so "7d" means the same
+// everywhere.
+package duration
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Parse reads a non-negative duration: Go syntax, optionally preceded by
+// whole days ("7d", "1d12h").
+func Parse(s string) (time.Duration, error) {
+	in := s
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errors.New("empty duration (want e.g. 90s, 15m, 1h, 7d)")
+	}
+	bad := errors.New("invalid duration " + strconv.Quote(in) + " (want e.g. 90s, 15m, 1h, 7d)")
+	var days time.Duration
+	if i := strings.IndexByte(s, 'd'); i >= 0 {
+		n, err := strconv.ParseInt(s[:i], 10, 32)
+		if err != nil || n < 0 || i == 0 {
+			return 0, bad
+		}
+		if n > MaxDays {
+			// time.Duration overflows at about 106,751 days.
+			return 0, errors.New("duration " + strconv.Quote(in) + " is too long (at most " + strconv.Itoa(MaxDays) + "d)")
+		}
+		days = time.Duration(n) * 24 * time.Hour
+		if s = s[i+1:]; s == "" {
+			return days, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, bad
+	}
+	if d > time.Duration(MaxDays)*24*time.Hour {
+		return 0, errors.New("duration " + strconv.Quote(in) + " is too long (at most " + strconv.Itoa(MaxDays) + "d)")
+	}
+	return days + d, nil
+}
+
+// MaxDays bounds every duration (a century): far beyond any retention or
+// window, and far from time.Duration's overflow.
+const MaxDays = 36500
+
+// Format writes d the way Parse reads it back, largest units first, zero
+// units left out, sub-second parts dropped ("1h30m", "7d", "1d12h").
+func Format(d time.Duration) string {
+	secs := int64(d / time.Second)
+	if secs <= 0 {
+		return "0s"
+	}
+	var b strings.Builder
+	for _, u := range []struct {
+		n    int64
+		unit string
+	}{{86400, "d"}, {3600, "h"}, {60, "m"}, {1, "s"}} {
+		if secs >= u.n {
+			b.WriteString(strconv.FormatInt(secs/u.n, 10) + u.unit)
+			secs %= u.n
+		}
+	}
+	return b.String()
+}
