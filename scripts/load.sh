@@ -68,11 +68,23 @@ wrk -t1 -c8 -d2s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$bare_port/
 wrk -t1 -c8 -d2s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$px_port/bench" >/dev/null
 
 results="$work/results"
+if [ -n "${STRACE:-}" ]; then
+	# Syscall counts per process over a fixed number of requests (diagnostics).
+	for t in "bare $bare_port" "okproxy $px_port"; do
+		set -- $t
+		pid=$(pgrep -f "listen 127.0.0.1:$2" | head -1)
+		timeout 8 strace -c -f -p "$pid" -o "$work/strace.$1" & st=$!
+		sleep 1
+		wrk -t2 -c32 -d5s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$2/bench" | awk '/requests in/ {print "'"$1"' requests:", $1}'
+		wait $st || true
+		grep -E "write|read|epoll|connect|total" "$work/strace.$1"
+	done
+fi
 . /tmp/cpuprobe.sh 2>/dev/null || true
 for r in $(seq 1 "$ROUNDS"); do
-	if [ -n "${CPUPROBE:-}" ]; then b0=$(ticks "devtool bareproxy"); fi
+	if [ -n "${CPUPROBE:-}" ]; then b0=$(ticks "devtool bareproxy"); bu0=$(ticks "devtool upstream"); bw0=$(ticks "wrk"); fi
 	run_wrk bare "http://127.0.0.1:$bare_port/bench" "$TOKEN" >>"$results"
-	if [ -n "${CPUPROBE:-}" ]; then echo "cpu ticks during bare round: bareproxy $(( $(ticks 'devtool bareproxy')-b0 ))" >&2; fi
+	if [ -n "${CPUPROBE:-}" ]; then echo "cpu ticks during bare round: bareproxy $(( $(ticks 'devtool bareproxy')-b0 )) upstream $(( $(ticks 'devtool upstream')-bu0 ))" >&2; fi
 	if [ -n "${CPUPROBE:-}" ]; then pg0=$(ticks "postgres"); px0=$(ticks "okproxy serve"); up0=$(ticks "devtool upstream"); fi
 	prof=""
 	if [ -n "${PROFILE:-}" ]; then curl -s -o "$PROFILE" "http://127.0.0.1:$adm_port/debug/pprof/profile?seconds=4" & prof=$!; fi
