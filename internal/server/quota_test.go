@@ -448,11 +448,14 @@ func (l *logLines) find(msg string) map[string]any {
 	return nil
 }
 
-func startServe(t *testing.T, bin string, h *harness, name string) *process {
+// startServe runs `okproxy serve` as a child process; extra flags come last
+// and so override the defaults (e.g. a fixed --audit-spool-dir).
+func startServe(t *testing.T, bin string, h *harness, name string, extra ...string) *process {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--upstream", h.upstream.URL, "--issuer", h.iss.Issuer(), "--audience", "api://default",
+	args := []string{"serve", "--upstream", h.upstream.URL, "--issuer", h.iss.Issuer(), "--audience", "api://default",
 		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--replica", name, "--poll-interval", "1s",
-		"--audit-spool-dir", t.TempDir())
+		"--audit-spool-dir", t.TempDir()}
+	cmd := exec.Command(bin, append(args, extra...)...)
 	cmd.Env = append(os.Environ(), "OKPROXY_DATABASE_URL="+h.dbURL)
 	logs := &logLines{}
 	cmd.Stderr = logs
