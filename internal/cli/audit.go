@@ -184,10 +184,26 @@ func (p *auditPrinter) print(evs []audit.Event) error {
 }
 
 func auditCSVRow(e audit.Event) []string {
-	return []string{e.Time.UTC().Format(time.RFC3339Nano), e.RequestID, e.Replica, e.Method, e.Host, e.Path,
+	row := []string{e.Time.UTC().Format(time.RFC3339Nano), e.RequestID, e.Replica, e.Method, e.Host, e.Path,
 		strconv.Itoa(e.Status), e.Decision, e.Reason, strconv.FormatInt(e.PolicyVersion, 10),
 		strings.Join(e.Rules, ";"), e.Rule, e.Shadow, e.Subject, e.UserID, e.Email, strings.Join(e.Groups, ";"),
 		e.ClientIP, e.UserAgent, e.JTI, e.ClientID, strconv.FormatFloat(e.LatencyMS, 'f', -1, 64)}
+	for i, c := range row {
+		row[i] = csvSafe(c)
+	}
+	return row
+}
+
+// csvSafe defuses spreadsheet formula injection: paths, user agents and
+// group names are chosen by callers, and a cell starting with = + - @ (or a
+// tab or carriage return) would be evaluated by a spreadsheet that opens
+// the export. Such cells get a leading apostrophe (OWASP's advice). Plain
+// negative numbers are not affected: okproxy writes none.
+func csvSafe(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }
 
 // followOverlap is how far back each poll looks before the newest event

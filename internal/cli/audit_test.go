@@ -530,3 +530,15 @@ func TestAuditReportFindsAnomalies(t *testing.T) {
 		t.Errorf("7d report: %s buckets, %d", week.Bucket, len(week.Series))
 	}
 }
+
+func TestCSVSafe(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"=HYPERLINK(\"http://x\")": "'=HYPERLINK(\"http://x\")", "+1+1": "'+1+1", "-2+3": "'-2+3", "@SUM(A1)": "'@SUM(A1)",
+		"\tx": "'\tx", "\rx": "'\rx", "/billing/x": "/billing/x", "curl/8": "curl/8", "": "", "200": "200",
+	} {
+		if got := csvSafe(in); got != want {
+			t.Errorf("csvSafe(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
