@@ -322,6 +322,20 @@ func TestHostilePathsRejected(t *testing.T) {
 	if r.seen.RequestURI != "/billing/x?q=%2e%2e&a=b%20c" {
 		t.Fatalf("upstream saw %q", r.seen.RequestURI)
 	}
+	// Characters that end a path (?, #) or start an escape (%) arrive decoded
+	// in the matched path and must reach the upstream re-escaped, or the
+	// upstream would route a different path than the one decided on.
+	for target, want := range map[string]string{
+		"/billing/a%3Fadmin=1": "/billing/a%3Fadmin=1",
+		"/billing/a%23frag":    "/billing/a%23frag",
+		"/billing/%252e%252e":  "/billing/%252e%252e",
+		"/billing/caf%C3%A9":   "/billing/caf%C3%A9",
+	} {
+		r := e.raw("GET", target, fin)
+		if r.status != 200 || r.seen == nil || r.seen.RequestURI != want {
+			t.Errorf("GET %s: status %d, upstream saw %+v, want %s", target, r.status, r.seen, want)
+		}
+	}
 	// Absolute-form targets are judged by their path.
 	if r := e.raw("GET", "http://api.example.com/billing/%2e%2e/admin", fin); r.status != 400 {
 		t.Fatalf("absolute-form dot-dot: %d", r.status)
