@@ -1,6 +1,3 @@
-// Package archtest fails when a package imports what the architecture says
-// it must not (docs/architecture.md): dependencies point inward, SQL stays in
-// internal/store, the Okta SDK stays in internal/okta.
 package archtest
 
 import (
