@@ -19,8 +19,9 @@ import (
 
 func (a *App) auditCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "audit",
-		Short: "Query, report on and prune the audit trail",
+		Use:     "audit",
+		Example: "  okproxy audit query --since 1h --decision deny\n  okproxy audit report --since 7d -o html > report.html",
+		Short:   "Query, report on and prune the audit trail",
 		Long: `Every request okproxy answers is one audit event (SPEC §6); every admin change is
 one admin event. Times accept a duration back from now (90m, 36h, 7d) or RFC 3339.`,
 	}

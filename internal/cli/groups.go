@@ -17,8 +17,9 @@ import (
 
 func (a *App) groupsCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "groups",
-		Short: "Sync and inspect the Okta groups okproxy decides with",
+		Use:     "groups",
+		Example: "  okproxy groups sync --okta-org-url https://example.okta.com\n  okproxy groups list -o json",
+		Short:   "Sync and inspect the Okta groups okproxy decides with",
 		Long: `okproxy keeps a copy of the Okta directory — groups, memberships, users with their
 status, and Okta group rules — synced from cron with "okproxy groups sync". Rules bind to
 group ids once a group is synced, so renaming a group in Okta does not break them.`,

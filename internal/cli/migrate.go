@@ -21,9 +21,12 @@ func (a *App) migrateCommand() *cobra.Command {
 		return func(cmd *cobra.Command, _ []string) error { return f(cmd.Context(), a) }
 	}
 	cmd.AddCommand(
-		&cobra.Command{Use: "up", Short: "Apply all pending migrations", Args: noArgs, RunE: run(migrateUp)},
-		&cobra.Command{Use: "down", Short: "Roll back the most recent migration (one step)", Args: noArgs, RunE: run(migrateDown)},
-		&cobra.Command{Use: "status", Short: "Show applied and pending migrations", Args: noArgs, RunE: run(migrateStatus)},
+		&cobra.Command{Use: "up", Short: "Apply all pending migrations", Args: noArgs, RunE: run(migrateUp),
+			Example: "  OKPROXY_DATABASE_URL=postgres://okproxy@db/okproxy okproxy migrate up"},
+		&cobra.Command{Use: "down", Short: "Roll back the most recent migration (one step)", Args: noArgs, RunE: run(migrateDown),
+			Example: "  okproxy migrate down && okproxy migrate status"},
+		&cobra.Command{Use: "status", Short: "Show applied and pending migrations", Args: noArgs, RunE: run(migrateStatus),
+			Example: "  okproxy migrate status"},
 	)
 	return cmd
 }

@@ -16,8 +16,9 @@ import (
 
 func (a *App) quotasCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "quotas",
-		Short: "Manage per-group request quotas",
+		Use:     "quotas",
+		Example: "  okproxy quotas add dev-tier --group Developers --limit 1000 --window 1h\n  okproxy quotas usage dev-tier",
+		Short:   "Manage per-group request quotas",
 		Long: `A quota gives the members of an Okta group a budget of requests per fixed window,
 aligned to the Unix epoch (a 1h window starts on the hour, UTC), counted per user
 (default) or shared by the whole group. It applies after authorisation to requests

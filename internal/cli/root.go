@@ -115,6 +115,9 @@ func (a *App) rootCommand() *cobra.Command {
 		Short: "Okta-group access control in front of HTTP APIs",
 		Long: `okproxy verifies Okta access tokens, enforces per-route rules on Okta groups,
 and records every decision in an audit trail kept in PostgreSQL.`,
+		Example: `  okproxy migrate up
+  okproxy rules add billing-read --path '/billing/**' --method GET --allow Finance
+  okproxy serve --upstream http://127.0.0.1:9000 --issuer https://example.okta.com/oauth2/default --audience api://default`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {

@@ -15,8 +15,9 @@ import (
 
 func (a *App) rulesCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "rules",
-		Short: "Manage access rules",
+		Use:     "rules",
+		Example: "  okproxy rules add billing-read --path '/billing/**' --method GET --allow Finance\n  okproxy rules test --path /billing/x --groups Finance --expect allow",
+		Short:   "Manage access rules",
 		Long: `Rules decide who may call which route. A request is allowed if and only if at least
 one enabled matching rule grants it to the caller and no enabled matching rule denies
 the caller. Every change is one transaction and one policy version, recorded with its

@@ -15,8 +15,9 @@ import (
 
 func (a *App) usersCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "users",
-		Short: "Inspect synced Okta users",
+		Use:     "users",
+		Example: "  okproxy users show alice@example.com",
+		Short:   "Inspect synced Okta users",
 	}
 	cmd.AddCommand(a.usersShow())
 	return cmd
