@@ -6,6 +6,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pressly/goose/v3"
 	"github.com/spf13/cobra"
 )
 
@@ -31,7 +32,8 @@ func (a *App) migrateCommand() *cobra.Command {
 	return cmd
 }
 
-func migrateUp(ctx context.Context, a *App) error {
+// withMigrator opens the store and a goose provider over it for f.
+func (a *App) withMigrator(ctx context.Context, f func(p *goose.Provider) error) error {
 	st, err := a.openStore(ctx)
 	if err != nil {
 		return err
@@ -42,63 +44,53 @@ func migrateUp(ctx context.Context, a *App) error {
 		return err
 	}
 	defer db.Close()
-	res, err := p.Up(ctx)
-	for _, r := range res {
-		fmt.Fprintf(a.Stdout, "applied %s (%s)\n", r.Source.Path, r.Duration.Round(time.Millisecond))
-	}
-	if err != nil {
-		return fmt.Errorf("migrate up: %w", err)
-	}
-	if len(res) == 0 {
-		fmt.Fprintln(a.Stdout, "no pending migrations")
-	}
-	return nil
+	return f(p)
+}
+
+func migrateUp(ctx context.Context, a *App) error {
+	return a.withMigrator(ctx, func(p *goose.Provider) error {
+		res, err := p.Up(ctx)
+		for _, r := range res {
+			fmt.Fprintf(a.Stdout, "applied %s (%s)\n", r.Source.Path, r.Duration.Round(time.Millisecond))
+		}
+		if err != nil {
+			return fmt.Errorf("migrate up: %w", err)
+		}
+		if len(res) == 0 {
+			fmt.Fprintln(a.Stdout, "no pending migrations")
+		}
+		return nil
+	})
 }
 
 func migrateDown(ctx context.Context, a *App) error {
-	st, err := a.openStore(ctx)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	p, db, err := st.Migrator()
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	r, err := p.Down(ctx)
-	if err != nil {
-		return fmt.Errorf("migrate down: %w", err)
-	}
-	fmt.Fprintf(a.Stdout, "rolled back %s\n", r.Source.Path)
-	return nil
+	return a.withMigrator(ctx, func(p *goose.Provider) error {
+		r, err := p.Down(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate down: %w", err)
+		}
+		fmt.Fprintf(a.Stdout, "rolled back %s\n", r.Source.Path)
+		return nil
+	})
 }
 
 func migrateStatus(ctx context.Context, a *App) error {
-	st, err := a.openStore(ctx)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	p, db, err := st.Migrator()
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	ss, err := p.Status(ctx)
-	if err != nil {
-		return fmt.Errorf("migrate status: %w", err)
-	}
-	tw := tabwriter.NewWriter(a.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VERSION\tSTATE\tAPPLIED AT\tFILE")
-	for _, s := range ss {
-		at := "-"
-		if !s.AppliedAt.IsZero() {
-			at = s.AppliedAt.Local().Format(time.RFC3339)
+	return a.withMigrator(ctx, func(p *goose.Provider) error {
+		ss, err := p.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate status: %w", err)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.Source.Version, s.State, at, s.Source.Path)
-	}
-	return tw.Flush()
+		tw := tabwriter.NewWriter(a.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tSTATE\tAPPLIED AT\tFILE")
+		for _, s := range ss {
+			at := "-"
+			if !s.AppliedAt.IsZero() {
+				at = s.AppliedAt.Local().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.Source.Version, s.State, at, s.Source.Path)
+		}
+		return tw.Flush()
+	})
 }
 
 // noArgs rejects positional arguments with exit code 2.

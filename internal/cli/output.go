@@ -65,3 +65,15 @@ func (t *table) row(cols ...string) {
 }
 
 func (t *table) flush() error { return t.tw.Flush() }
+
+// writeAs writes v as JSON or YAML, or calls table for human output; format
+// has been checked with checkFormat.
+func writeAs(w io.Writer, format string, v any, table func() error) error {
+	switch format {
+	case "json":
+		return writeJSON(w, v)
+	case "yaml":
+		return writeYAML(w, v)
+	}
+	return table()
+}

@@ -153,18 +153,14 @@ func (a *App) quotasList() *cobra.Command {
 			for i, q := range qs {
 				views[i] = viewQuota(q)
 			}
-			switch output {
-			case "json":
-				return writeJSON(a.Stdout, views)
-			case "yaml":
-				return writeYAML(a.Stdout, views)
-			}
-			t := newTable(a.Stdout, "NAME", "GROUP", "LIMIT", "WINDOW", "PER", "PATH", "METHODS")
-			for _, q := range qs {
-				t.row(q.Name, q.Group.String(), strconv.FormatInt(q.Limit, 10), quota.FormatWindow(q.WindowSeconds),
-					string(q.Per), q.Path, strings.Join(q.Methods, ","))
-			}
-			return t.flush()
+			return writeAs(a.Stdout, output, views, func() error {
+				t := newTable(a.Stdout, "NAME", "GROUP", "LIMIT", "WINDOW", "PER", "PATH", "METHODS")
+				for _, q := range qs {
+					t.row(q.Name, q.Group.String(), strconv.FormatInt(q.Limit, 10), quota.FormatWindow(q.WindowSeconds),
+						string(q.Per), q.Path, strings.Join(q.Methods, ","))
+				}
+				return t.flush()
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
@@ -194,22 +190,18 @@ func (a *App) quotasShow() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			switch output {
-			case "json":
-				return writeJSON(a.Stdout, viewQuota(q))
-			case "yaml":
-				return writeYAML(a.Stdout, viewQuota(q))
-			}
-			t := newTable(a.Stdout, "FIELD", "VALUE")
-			t.row("name", q.Name)
-			t.row("group", refsDetail([]policy.GroupRef{q.Group}))
-			t.row("limit", strconv.FormatInt(q.Limit, 10))
-			t.row("window", quota.FormatWindow(q.WindowSeconds)+" (epoch-aligned)")
-			t.row("per", string(q.Per))
-			t.row("path", q.Path)
-			t.row("methods", cmpOr(strings.Join(q.Methods, ","), "all"))
-			t.row("created", q.CreatedAt.Local().Format("2006-01-02 15:04:05 MST"))
-			return t.flush()
+			return writeAs(a.Stdout, output, viewQuota(q), func() error {
+				t := newTable(a.Stdout, "FIELD", "VALUE")
+				t.row("name", q.Name)
+				t.row("group", refsDetail([]policy.GroupRef{q.Group}))
+				t.row("limit", strconv.FormatInt(q.Limit, 10))
+				t.row("window", quota.FormatWindow(q.WindowSeconds)+" (epoch-aligned)")
+				t.row("per", string(q.Per))
+				t.row("path", q.Path)
+				t.row("methods", cmpOr(strings.Join(q.Methods, ","), "all"))
+				t.row("created", q.CreatedAt.Local().Format("2006-01-02 15:04:05 MST"))
+				return t.flush()
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
@@ -291,20 +283,16 @@ group the user is in (per the synced directory).`,
 			if err != nil {
 				return err
 			}
-			switch output {
-			case "json":
-				return writeJSON(a.Stdout, us)
-			case "yaml":
-				return writeYAML(a.Stdout, us)
-			}
-			t := newTable(a.Stdout, "QUOTA", "PER", "SUBJECT", "LIMIT", "GRANTED", "USED", "REMAINING", "WINDOW_START", "RESETS_IN")
-			now := time.Now()
-			for _, u := range us {
-				t.row(u.Quota, string(u.Per), cmpOr(u.Subject, u.Key), strconv.FormatInt(u.Limit, 10), strconv.FormatInt(u.Granted, 10),
-					strconv.FormatInt(u.Used, 10), strconv.FormatInt(u.Remaining, 10), u.WindowStart.Format(time.RFC3339),
-					max(u.WindowEnd.Sub(now), 0).Round(time.Second).String())
-			}
-			return t.flush()
+			return writeAs(a.Stdout, output, us, func() error {
+				t := newTable(a.Stdout, "QUOTA", "PER", "SUBJECT", "LIMIT", "GRANTED", "USED", "REMAINING", "WINDOW_START", "RESETS_IN")
+				now := time.Now()
+				for _, u := range us {
+					t.row(u.Quota, string(u.Per), cmpOr(u.Subject, u.Key), strconv.FormatInt(u.Limit, 10), strconv.FormatInt(u.Granted, 10),
+						strconv.FormatInt(u.Used, 10), strconv.FormatInt(u.Remaining, 10), u.WindowStart.Format(time.RFC3339),
+						max(u.WindowEnd.Sub(now), 0).Round(time.Second).String())
+				}
+				return t.flush()
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")

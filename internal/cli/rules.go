@@ -200,18 +200,14 @@ func (a *App) rulesList() *cobra.Command {
 			if rs == nil {
 				rs = []store.Rule{}
 			}
-			switch output {
-			case "json":
-				return writeJSON(a.Stdout, rs)
-			case "yaml":
-				return writeYAML(a.Stdout, rs)
-			}
-			t := newTable(a.Stdout, "NAME", "PATH", "METHODS", "HOSTS", "GRANTS", "DENY", "SCOPES", "MODE", "ENABLED")
-			for _, r := range rs {
-				t.row(r.Name, r.Path, strings.Join(r.Methods, ","), strings.Join(r.Hosts, ","), grants(r.Rule),
-					groupNames(r.Deny), strings.Join(r.Scopes, ","), string(r.Mode), strconv.FormatBool(r.Enabled))
-			}
-			return t.flush()
+			return writeAs(a.Stdout, output, rs, func() error {
+				t := newTable(a.Stdout, "NAME", "PATH", "METHODS", "HOSTS", "GRANTS", "DENY", "SCOPES", "MODE", "ENABLED")
+				for _, r := range rs {
+					t.row(r.Name, r.Path, strings.Join(r.Methods, ","), strings.Join(r.Hosts, ","), grants(r.Rule),
+						groupNames(r.Deny), strings.Join(r.Scopes, ","), string(r.Mode), strconv.FormatBool(r.Enabled))
+				}
+				return t.flush()
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
@@ -241,13 +237,7 @@ func (a *App) rulesShow() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			switch output {
-			case "json":
-				return writeJSON(a.Stdout, r)
-			case "yaml":
-				return writeYAML(a.Stdout, r)
-			}
-			return printRule(a.Stdout, r)
+			return writeAs(a.Stdout, output, r, func() error { return printRule(a.Stdout, r) })
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
