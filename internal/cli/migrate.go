@@ -6,8 +6,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/pressly/goose/v3"
 	"github.com/spf13/cobra"
+
+	"github.com/okproxy/okproxy/internal/store"
 )
 
 func (a *App) migrateCommand() *cobra.Command {
@@ -33,7 +34,7 @@ func (a *App) migrateCommand() *cobra.Command {
 }
 
 // withMigrator opens the store and a goose provider over it for f.
-func (a *App) withMigrator(ctx context.Context, f func(p *goose.Provider) error) error {
+func (a *App) withMigrator(ctx context.Context, f func(p *store.Migrations) error) error {
 	st, err := a.openStore(ctx)
 	if err != nil {
 		return err
@@ -48,7 +49,7 @@ func (a *App) withMigrator(ctx context.Context, f func(p *goose.Provider) error)
 }
 
 func migrateUp(ctx context.Context, a *App) error {
-	return a.withMigrator(ctx, func(p *goose.Provider) error {
+	return a.withMigrator(ctx, func(p *store.Migrations) error {
 		res, err := p.Up(ctx)
 		for _, r := range res {
 			fmt.Fprintf(a.Stdout, "applied %s (%s)\n", r.Source.Path, r.Duration.Round(time.Millisecond))
@@ -64,7 +65,7 @@ func migrateUp(ctx context.Context, a *App) error {
 }
 
 func migrateDown(ctx context.Context, a *App) error {
-	return a.withMigrator(ctx, func(p *goose.Provider) error {
+	return a.withMigrator(ctx, func(p *store.Migrations) error {
 		r, err := p.Down(ctx)
 		if err != nil {
 			return fmt.Errorf("migrate down: %w", err)
@@ -75,7 +76,7 @@ func migrateDown(ctx context.Context, a *App) error {
 }
 
 func migrateStatus(ctx context.Context, a *App) error {
-	return a.withMigrator(ctx, func(p *goose.Provider) error {
+	return a.withMigrator(ctx, func(p *store.Migrations) error {
 		ss, err := p.Status(ctx)
 		if err != nil {
 			return fmt.Errorf("migrate status: %w", err)

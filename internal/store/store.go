@@ -196,6 +196,10 @@ func isUniqueViolation(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "23505"
 }
 
+// Migrations is the goose provider type, named here so callers need not
+// import goose (only the store does; internal/archtest enforces it).
+type Migrations = goose.Provider
+
 // Migrator returns a goose provider over the embedded migrations, sharing the
 // store's pool and serialising concurrent runs with a Postgres session lock.
 func (s *Store) Migrator() (*goose.Provider, *sql.DB, error) {
