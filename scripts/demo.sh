@@ -14,7 +14,14 @@ cd "$(dirname "$0")/.."
 for bin in bin/okproxy bin/fakeokta bin/devtool; do
 	[ -x "$bin" ] || { echo "demo: $bin missing (run make demo, which builds it)" >&2; exit 1; }
 done
-command -v curl >/dev/null || { echo "demo: curl is needed (apt-get install curl)" >&2; exit 1; }
+if ! command -v curl >/dev/null; then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		echo "demo: installing curl with apt-get" >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null 2>&1 ||
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null; }
+	fi
+	command -v curl >/dev/null || { echo "demo: curl is needed (apt-get install curl)" >&2; exit 1; }
+fi
 command -v psql >/dev/null || { echo "demo: psql is needed (apt-get install postgresql-client)" >&2; exit 1; }
 
 bold() { printf '\033[1m%s\033[0m\n' "$*"; }
