@@ -34,9 +34,6 @@ func bigPolicy(n int) string {
 // 10 s (asserted without -race), as one version; re-apply changes nothing;
 // a change to one rule among 10,000 writes one event.
 func TestApply10000Rules(t *testing.T) {
-	if testing.Short() {
-		t.Skip("scale test")
-	}
 	t.Parallel()
 	db := dbtest.NewDatabase(t)
 	groups := make([]string, 50)

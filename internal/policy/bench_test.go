@@ -142,9 +142,6 @@ func BenchmarkCanonicalPath(b *testing.B) {
 // TestDecideAllocs keeps the allocation bar in the ordinary test run, where
 // a regression is noticed without anyone running benchmarks.
 func TestDecideAllocs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds 10k rules")
-	}
 	p, err := Compile(benchRules(400))
 	if err != nil {
 		t.Fatal(err)

@@ -33,7 +33,7 @@ func TestDeps(t *testing.T) {
 	t.Parallel()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		t.Skipf("go tool not on PATH: %v", err)
+		t.Fatalf("go tool not on PATH: %v", err)
 	}
 	const self = "github.com/okproxy/okproxy/internal/policy"
 	out, err := exec.Command(goTool, "list", "-deps", "-f", "{{.ImportPath}} {{.Standard}}", self).CombinedOutput()

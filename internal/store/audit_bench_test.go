@@ -16,16 +16,18 @@ import (
 	"github.com/okproxy/okproxy/internal/store"
 )
 
-// TestAuditQueryLatency1M loads OKPROXY_AUDIT_BENCH events (1,000,000 when
+// BenchmarkAuditQueryLatency1M loads OKPROXY_AUDIT_BENCH events (1,000,000 when
 // set to 1) spread over 30 days through the COPY path, then times the
 // queries `okproxy audit query` runs and prints each one's latency and
 // EXPLAIN ANALYZE plan. It is a measurement, not part of `make test`:
 //
-//	OKPROXY_AUDIT_BENCH=1 go test -run AuditQueryLatency1M -v -timeout 30m ./internal/store/
+//	OKPROXY_AUDIT_BENCH=1 go test -run '^$' -bench AuditQueryLatency1M -benchtime 1x -v -timeout 30m ./internal/store/
 //
 // or scripts/audit-bench.sh. OKPROXY_AUDIT_BENCH_DB reuses (and, if empty,
 // fills) a named database instead of a throw-away one, to iterate on indexes.
-func TestAuditQueryLatency1M(t *testing.T) {
+// It is a one-shot benchmark so that `go test` never runs or skips it.
+func BenchmarkAuditQueryLatency1M(b *testing.B) {
+	var t testing.TB = b
 	v := os.Getenv("OKPROXY_AUDIT_BENCH")
 	if v == "" {
 		t.Skip("measurement: set OKPROXY_AUDIT_BENCH=1 (or an event count) to run")
@@ -176,7 +178,7 @@ func genericIndex(name string) string {
 
 // loadBenchEvents writes n events with realistic skew: 2,000 users (a few
 // very active), 40 groups, 30 rules over 30 services, ~88% allowed.
-func loadBenchEvents(t *testing.T, st *store.Store, n int, end time.Time) {
+func loadBenchEvents(t testing.TB, st *store.Store, n int, end time.Time) {
 	r := rand.New(rand.NewPCG(1, 2))
 	zipf := rand.NewZipf(r, 1.2, 1, 1999)
 	span := 30 * 24 * time.Hour
