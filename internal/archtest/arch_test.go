@@ -73,6 +73,30 @@ func TestImportRules(t *testing.T) {
 	}
 }
 
+// TestPolicyFilesAndLintArePure: the policy-document and lint packages do no
+// I/O of their own (their non-test files import no os, net, database,
+// syscall or pgx), so `rules test --policy` and lint run anywhere.
+func TestPolicyFilesAndLintArePure(t *testing.T) {
+	t.Parallel()
+	seen := 0
+	for _, p := range listPackages(t) {
+		if p.ImportPath != mod+"internal/policyfile" && p.ImportPath != mod+"internal/lint" {
+			continue
+		}
+		seen++
+		for _, imp := range p.Imports {
+			for _, bad := range []string{"os", "net", "database", "syscall", "github.com/jackc"} {
+				if imp == bad || strings.HasPrefix(imp, bad+"/") {
+					t.Errorf("%s imports %s", p.ImportPath, imp)
+				}
+			}
+		}
+	}
+	if seen != 2 {
+		t.Fatalf("found %d of the 2 packages to check", seen)
+	}
+}
+
 // TestPolicyIsPure: the decision core does no I/O.
 func TestPolicyIsPure(t *testing.T) {
 	t.Parallel()

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -179,7 +180,7 @@ func (p *auditPrinter) print(evs []audit.Event) error {
 	p.started = true
 	for _, e := range evs {
 		t.row(e.Time.Local().Format("2006-01-02 15:04:05"), strconv.Itoa(e.Status), e.Decision, e.Reason, e.Method,
-			e.Host, e.Path, cmpOr(e.Subject, cmpOr(e.Email, e.UserID)), e.Rule, e.ClientIP, strconv.FormatFloat(e.LatencyMS, 'f', 1, 64))
+			e.Host, e.Path, cmp.Or(e.Subject, cmp.Or(e.Email, e.UserID)), e.Rule, e.ClientIP, strconv.FormatFloat(e.LatencyMS, 'f', 1, 64))
 	}
 	return t.flush()
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"strings"
 	"time"
@@ -63,7 +64,7 @@ func (a *App) completionStore(cmd *cobra.Command) (*store.Store, context.Context
 	if getenv == nil {
 		return nil, nil, nil
 	}
-	url = cmpOr(url, cmpOr(getenv(envName("database-url")), getenv("DATABASE_URL")))
+	url = cmp.Or(url, cmp.Or(getenv(envName("database-url")), getenv("DATABASE_URL")))
 	if url == "" {
 		return nil, nil, nil
 	}

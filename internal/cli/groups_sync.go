@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -88,7 +89,7 @@ func (a *App) runGroupsSync(cmd *cobra.Command, o *groupsSyncOptions) error {
 		return usageErrorf("group-filter, group-search: give one or the other")
 	}
 	cc := okta.ClientConfig{
-		OrgURL:       cmpOr(o.orgURL, a.Getenv("OKTA_ORG_URL")),
+		OrgURL:       cmp.Or(o.orgURL, a.Getenv("OKTA_ORG_URL")),
 		APIToken:     a.Getenv("OKTA_API_TOKEN"),
 		ClientID:     o.clientID,
 		PrivateKeyID: o.privateKeyID,

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strconv"
@@ -198,7 +199,7 @@ func (a *App) quotasShow() *cobra.Command {
 				t.row("window", quota.FormatWindow(q.WindowSeconds)+" (epoch-aligned)")
 				t.row("per", string(q.Per))
 				t.row("path", q.Path)
-				t.row("methods", cmpOr(strings.Join(q.Methods, ","), "all"))
+				t.row("methods", cmp.Or(strings.Join(q.Methods, ","), "all"))
 				t.row("created", q.CreatedAt.Local().Format("2006-01-02 15:04:05 MST"))
 				return t.flush()
 			})
@@ -287,7 +288,7 @@ group the user is in (per the synced directory).`,
 				t := newTable(a.Stdout, "QUOTA", "PER", "SUBJECT", "LIMIT", "GRANTED", "USED", "REMAINING", "WINDOW_START", "RESETS_IN")
 				now := time.Now()
 				for _, u := range us {
-					t.row(u.Quota, string(u.Per), cmpOr(u.Subject, u.Key), strconv.FormatInt(u.Limit, 10), strconv.FormatInt(u.Granted, 10),
+					t.row(u.Quota, string(u.Per), cmp.Or(u.Subject, u.Key), strconv.FormatInt(u.Limit, 10), strconv.FormatInt(u.Granted, 10),
 						strconv.FormatInt(u.Used, 10), strconv.FormatInt(u.Remaining, 10), u.WindowStart.Format(time.RFC3339),
 						max(u.WindowEnd.Sub(now), 0).Round(time.Second).String())
 				}

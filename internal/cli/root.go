@@ -6,6 +6,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -176,14 +177,7 @@ func (a *App) actorName() string {
 		name = u.Username
 	}
 	host, _ := os.Hostname()
-	return name + "@" + cmpOr(host, "localhost")
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
+	return name + "@" + cmp.Or(host, "localhost")
 }
 
 // openStore opens the database named by the flags/environment.

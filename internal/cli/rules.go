@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -262,8 +263,8 @@ func printRule(w io.Writer, r store.Rule) error {
 	t := newTable(w, "FIELD", "VALUE")
 	t.row("name", r.Name)
 	t.row("path", r.Path)
-	t.row("methods", cmpOr(strings.Join(r.Methods, ","), "all"))
-	t.row("hosts", cmpOr(strings.Join(r.Hosts, ","), "all"))
+	t.row("methods", cmp.Or(strings.Join(r.Methods, ","), "all"))
+	t.row("hosts", cmp.Or(strings.Join(r.Hosts, ","), "all"))
 	t.row("allow", refsDetail(r.Allow))
 	t.row("allow_authenticated", strconv.FormatBool(r.AllowAuthenticated))
 	t.row("public", strconv.FormatBool(r.Public))

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/okproxy/okproxy/internal/policy"
 	"github.com/okproxy/okproxy/internal/policyfile"
+	"github.com/okproxy/okproxy/internal/proxy"
 	"github.com/okproxy/okproxy/internal/store"
 )
 
@@ -124,7 +126,7 @@ func (a *App) callerFor(cmd *cobra.Command, cp *casePolicy, c policyfile.Case) (
 	if cl.IsAnonymous() {
 		return caseCaller{label: "anonymous"}, nil
 	}
-	label := fmt.Sprintf("%s groups=[%s] scopes=[%s]", cmpOr(cl.User, "(caller)"), strings.Join(cl.Groups, ", "), strings.Join(cl.Scopes, " "))
+	label := fmt.Sprintf("%s groups=[%s] scopes=[%s]", cmp.Or(cl.User, "(caller)"), strings.Join(cl.Groups, ", "), strings.Join(cl.Scopes, " "))
 	if cl.User != "" && len(cl.Groups) == 0 {
 		if cp.st == nil {
 			return caseCaller{}, fmt.Errorf("caller.user alone needs the synced directory: list the caller's groups too, or run without --policy")
@@ -228,7 +230,7 @@ func evaluateCase(pol *policy.Policy, c policyfile.Case, cc caseCaller) caseResu
 		r.Decision, r.Reason = policy.Deny, policy.ReasonBadRequest
 		r.Explanation = "request refused before any rule is evaluated: " + perr.Error()
 	} else {
-		d := pol.Decide(policy.Request{Host: normalizeHost(c.Host), Method: c.Method, Path: decoded}, cc.caller)
+		d := pol.Decide(policy.Request{Host: proxy.NormalizeHost(c.Host), Method: c.Method, Path: decoded}, cc.caller)
 		r.Decision, r.Reason, r.Granted, r.Denied = d.Effect, d.Reason, d.Granted, d.Denied
 		r.Explanation = d.Explain()
 		if cc.inactive != "" {
@@ -246,6 +248,6 @@ func writeCaseFailure(a *App, file string, c policyfile.Case, cc caseCaller, r c
 		want += " (" + c.Reason + ")"
 	}
 	fmt.Fprintf(a.Stdout, "FAIL %s:%d %s: expected %s, got %s (%s)\n", file, c.Line, c.Label(), want, r.Decision, r.Reason)
-	fmt.Fprintf(a.Stdout, "     request: %s %s%s as %s\n", c.Method, normalizeHost(c.Host), c.Path, cc.label)
+	fmt.Fprintf(a.Stdout, "     request: %s %s%s as %s\n", c.Method, proxy.NormalizeHost(c.Host), c.Path, cc.label)
 	fmt.Fprintf(a.Stdout, "     why:     %s\n", strings.ReplaceAll(strings.TrimSpace(r.Explanation), "\n", "\n              "))
 }

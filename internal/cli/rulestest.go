@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -12,6 +11,7 @@ import (
 	"github.com/okproxy/okproxy/internal/authn"
 	"github.com/okproxy/okproxy/internal/directory"
 	"github.com/okproxy/okproxy/internal/policy"
+	"github.com/okproxy/okproxy/internal/proxy"
 	"github.com/okproxy/okproxy/internal/store"
 )
 
@@ -48,35 +48,6 @@ type testResult struct {
 	Shadow        *policy.Shadow `json:"shadow,omitempty"`
 	PolicyVersion int64          `json:"policy_version"`
 	Explanation   string         `json:"explanation"`
-}
-
-// statusFor is the HTTP status serve answers for a reason.
-func statusFor(r policy.Reason) int {
-	switch r {
-	case policy.ReasonOK, policy.ReasonQuotaUnchecked:
-		return 200
-	case policy.ReasonUnauthorized, policy.ReasonInvalidToken:
-		return 401
-	case policy.ReasonForbidden, policy.ReasonInsufficientScope, policy.ReasonUserInactive:
-		return 403
-	case policy.ReasonQuotaExceeded:
-		return 429
-	case policy.ReasonBadRequest:
-		return 400
-	case policy.ReasonBadGateway:
-		return 502
-	case policy.ReasonGatewayTimeout:
-		return 504
-	}
-	return 503
-}
-
-// normalizeHost lower-cases a host and drops a port.
-func normalizeHost(h string) string {
-	if hh, _, err := net.SplitHostPort(h); err == nil {
-		h = hh
-	}
-	return strings.TrimSuffix(strings.ToLower(h), ".")
 }
 
 func (a *App) rulesTest() *cobra.Command {
@@ -132,7 +103,7 @@ func (a *App) runRulesTest(ctx context.Context, o *ruleTestOptions) error {
 	if method == "" || strings.ContainsAny(method, " \t/") {
 		return usageErrorf("method: %q is not an HTTP method", o.method)
 	}
-	res := testResult{Method: method, Host: normalizeHost(o.host), Path: o.path, Groups: []string{}, Matched: []string{}}
+	res := testResult{Method: method, Host: proxy.NormalizeHost(o.host), Path: o.path, Groups: []string{}, Matched: []string{}}
 	decoded, perr := policy.CanonicalPath(o.path)
 	st, err := a.openStore(ctx)
 	if err != nil {
@@ -173,28 +144,21 @@ func (a *App) runRulesTest(ctx context.Context, o *ruleTestOptions) error {
 		id, err := v.Verify(ctx, o.token)
 		if err != nil {
 			// serve answers 401 invalid_token; say why (the detail is safe: it never holds the token).
-			res.Decision, res.Reason, res.Status = policy.Deny, policy.ReasonInvalidToken, 401
+			res.Decision, res.Reason = policy.Deny, policy.ReasonInvalidToken
+			res.Status = proxy.StatusFor(res.Reason)
 			res.Explanation = err.Error()
 			return a.printTestResult(&res, o, scopes)
 		}
 		res.Subject = id.Subject
-		var refs []policy.GroupRef
 		dir, err := st.LoadDirectory(ctx)
 		if err != nil {
 			return err
 		}
-		if u, ok := dir.Lookup(id.UserID, id.Subject); ok && dir.Synced {
-			if !u.Active() {
-				inactive = u
-			}
-			if !id.GroupsClaimPresent || len(id.Groups) >= 100 {
-				refs = u.Groups
-			}
-		}
-		if refs == nil {
-			for _, g := range id.Groups {
-				refs = append(refs, policy.GroupRef{Name: g})
-			}
+		// serve's default groups source; a user whose Okta status is not
+		// ACTIVE is refused below, as serve refuses them.
+		refs, u := proxy.ResolveGroups(proxy.GroupsAuto, id, dir)
+		if u != nil && !u.Active() {
+			inactive = u
 		}
 		scopes = append(scopes, id.Scopes...)
 		caller = policy.NewCaller(id.Subject, refs, scopes)
@@ -239,7 +203,7 @@ func (a *App) runRulesTest(ctx context.Context, o *ruleTestOptions) error {
 				inactive.Login, inactive.Status, d.Effect)
 		}
 	}
-	res.Status = statusFor(res.Reason)
+	res.Status = proxy.StatusFor(res.Reason)
 	return a.printTestResult(&res, o, scopes)
 }
 

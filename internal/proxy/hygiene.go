@@ -9,26 +9,16 @@ import (
 	"strings"
 )
 
-// methodOverrideHeaders let some frameworks treat a POST as another method;
-// a client must not be able to change the method after the policy decided.
-var methodOverrideHeaders = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
-
-// stripInbound removes headers a client could use to pose as someone else or
-// to change what the upstream does after the decision.
+// stripInbound removes headers a client could use to pose as someone else
+// (X-Okproxy-*) or to change the method after the policy decided (the
+// method-override headers some frameworks honour). Keys are compared without
+// regard to case: net/http canonicalises them, but a map built by hand (or a
+// future HTTP/2 path) may not, and one pass costs no allocation.
 func stripInbound(h http.Header) {
 	for k := range h {
-		if len(k) >= 10 && strings.EqualFold(k[:10], "X-Okproxy-") {
-			delete(h, k)
-		}
-	}
-	for _, k := range methodOverrideHeaders {
-		h.Del(k)
-	}
-	// Header keys arrive canonicalised by net/http, but a map built by hand
-	// (or a future HTTP/2 path) may not be: catch any spelling.
-	for k := range h {
-		lk := strings.ToLower(k)
-		if lk == "x-http-method-override" || lk == "x-http-method" || lk == "x-method-override" {
+		if len(k) >= 10 && strings.EqualFold(k[:10], "X-Okproxy-") ||
+			strings.EqualFold(k, "X-Http-Method-Override") || strings.EqualFold(k, "X-Http-Method") ||
+			strings.EqualFold(k, "X-Method-Override") {
 			delete(h, k)
 		}
 	}
@@ -157,8 +147,9 @@ func (h *Handler) clientIP(r *http.Request) string {
 	return peer.String()
 }
 
-// normalizeHost lower-cases the Host header and drops the port.
-func normalizeHost(h string) string {
+// NormalizeHost lower-cases a Host header value and drops the port, a
+// trailing dot and IPv6 brackets: the host rules and audit events see.
+func NormalizeHost(h string) string {
 	if hh, _, err := net.SplitHostPort(h); err == nil {
 		h = hh
 	}

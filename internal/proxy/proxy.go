@@ -136,6 +136,7 @@ func New(cfg Config) (*Handler, error) {
 type reqState struct {
 	start    time.Time
 	id       string
+	host     string // normalised Host header
 	clientIP string
 	path     string // canonical, decoded
 	ident    *authn.Identity
@@ -172,7 +173,7 @@ func (h *Handler) callerFor(id *authn.Identity, dir *directory.Directory) *calle
 		return m
 	}
 	m := &callerMemo{dirVersion: dv}
-	m.groups, m.user = h.resolveGroups(id, dir)
+	m.groups, m.user = ResolveGroups(h.cfg.GroupsSource, id, dir)
 	m.names, m.header = groupNames(m.groups)
 	m.caller = policy.NewCaller(id.Subject, m.groups, id.Scopes)
 	id.SetMemo(m)
@@ -186,6 +187,7 @@ type stateKey struct{}
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := &reqState{start: h.cfg.Now()}
 	st.id = requestID(r.Header.Get("X-Request-Id"))
+	st.host = NormalizeHost(r.Host)
 	st.clientIP = h.clientIP(r)
 
 	// 1. Hygiene: before anything else looks at the request.
@@ -233,7 +235,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// 4. Authorisation.
-	st.decision = st.snap.Policy.Decide(policy.Request{Host: normalizeHost(r.Host), Method: r.Method, Path: decoded}, caller)
+	st.decision = st.snap.Policy.Decide(policy.Request{Host: st.host, Method: r.Method, Path: decoded}, caller)
 	if st.decision.Effect != policy.Allow {
 		h.refuse(w, r, st, st.decision.Reason, st.decision.Explain())
 		return
@@ -291,14 +293,15 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.RawPath = policy.EscapePath(st.path)
 	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 	pr.SetURL(h.cfg.Upstream)
-	if h.trusted(pr.In.RemoteAddr) {
+	trusted := h.trusted(pr.In.RemoteAddr)
+	if trusted {
 		// A trusted proxy's chain is kept and our peer appended to it.
 		if xff := pr.In.Header.Values("X-Forwarded-For"); len(xff) > 0 {
 			pr.Out.Header["X-Forwarded-For"] = xff
 		}
 	}
 	pr.SetXForwarded()
-	if h.trusted(pr.In.RemoteAddr) {
+	if trusted {
 		if p := pr.In.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
 			pr.Out.Header.Set("X-Forwarded-Proto", p)
 		}
@@ -326,10 +329,6 @@ func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		reason = policy.ReasonGatewayTimeout
 	}
-	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-		// The client went away; nobody reads the answer. Nginx's 499.
-		reason = policy.ReasonBadGateway
-	}
 	if st != nil {
 		st.upstream = reason
 		st.detail = err.Error()
@@ -349,7 +348,7 @@ func idOf(st *reqState) string {
 // audit event cannot be queued or spooled the answer becomes 503.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, st *reqState, reason policy.Reason, detail string) {
 	st.detail = detail
-	ev := h.event(r, st, statusFor(reason), reason)
+	ev := h.event(r, st, StatusFor(reason), reason)
 	if err := h.cfg.Audit.Record(ev); err != nil {
 		h.cfg.Metrics.auditRefused.Inc()
 		h.refuseUnaudited(w, r, st, err)
@@ -357,7 +356,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, st *reqState, r
 	}
 	h.log(st, reason, r)
 	writeError(w, reason, st.id)
-	h.observe(st, statusFor(reason), reason)
+	h.observe(st, StatusFor(reason), reason)
 }
 
 // refuseUnaudited is the answer when the audit trail cannot take the event.
@@ -382,9 +381,10 @@ func (h *Handler) log(st *reqState, reason policy.Reason, r *http.Request) {
 	h.cfg.Logger.Info("request refused", attrs...)
 }
 
-// resolveGroups picks the caller's groups per the configured source and
-// returns the directory user when one was found.
-func (h *Handler) resolveGroups(id *authn.Identity, dir *directory.Directory) ([]policy.GroupRef, *directory.User) {
+// ResolveGroups picks a verified caller's groups per source (SPEC §4) and
+// returns the synced directory user when one was found. serve and
+// `rules test --token` both use it, so they cannot disagree.
+func ResolveGroups(source GroupsSource, id *authn.Identity, dir *directory.Directory) ([]policy.GroupRef, *directory.User) {
 	var user *directory.User
 	if dir != nil && dir.Synced {
 		user, _ = dir.Lookup(id.UserID, id.Subject)
@@ -402,7 +402,7 @@ func (h *Handler) resolveGroups(id *authn.Identity, dir *directory.Directory) ([
 		}
 		return user.Groups
 	}
-	switch h.cfg.GroupsSource {
+	switch source {
 	case GroupsToken:
 		return fromToken(), user
 	case GroupsDirectory:
@@ -438,7 +438,7 @@ func (h *Handler) event(r *http.Request, st *reqState, status int, reason policy
 		RequestID: st.id,
 		Replica:   h.cfg.Replica,
 		Method:    r.Method,
-		Host:      normalizeHost(r.Host),
+		Host:      st.host,
 		Path:      st.path,
 		Status:    status,
 		Decision:  decisionOf(reason),

@@ -23,8 +23,9 @@ var messages = map[policy.Reason]string{
 	policy.ReasonUnavailable:       "the proxy cannot serve requests right now",
 }
 
-// statusFor is the HTTP status for a refusal reason.
-func statusFor(r policy.Reason) int {
+// StatusFor is the HTTP status serve answers with for a reason (`rules
+// test` reports the same).
+func StatusFor(r policy.Reason) int {
 	switch r {
 	case policy.ReasonOK, policy.ReasonQuotaUnchecked:
 		return http.StatusOK
@@ -74,7 +75,7 @@ func writeError(w http.ResponseWriter, reason policy.Reason, requestID string) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Request-Id", requestID)
-	w.WriteHeader(statusFor(reason))
+	w.WriteHeader(StatusFor(reason))
 	b, _ := json.Marshal(errorBody{Error: errorCode(reason), Message: messages[reason], RequestID: requestID})
 	w.Write(append(b, '\n'))
 }

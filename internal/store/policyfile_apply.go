@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"github.com/okproxy/okproxy/internal/duration"
@@ -90,7 +91,7 @@ func (s *Store) ApplyPolicy(ctx context.Context, desired policyfile.Document, o 
 
 func ruleArgs(r *policyfile.Rule) []any {
 	return []any{r.Name, r.Path, nonNil(r.Methods), nonNil(r.Hosts), r.Public, r.AllowAuthenticated,
-		nonNil(r.Scopes), r.Description, r.Enabled, cmpOr(r.Mode, string(policy.ModeEnforce))}
+		nonNil(r.Scopes), r.Description, r.Enabled, cmp.Or(r.Mode, string(policy.ModeEnforce))}
 }
 
 func writeRules(ctx context.Context, tx pgx.Tx, changes []policyfile.RuleChange) error {
@@ -160,7 +161,7 @@ func writeRules(ctx context.Context, tx pgx.Tx, changes []policyfile.RuleChange)
 				if g.ID != "" {
 					gid = g.ID
 				}
-				groupRows = append(groupRows, []any{id, kind, int32(i), gid, cmpOr(g.Name, g.ID)})
+				groupRows = append(groupRows, []any{id, kind, int32(i), gid, cmp.Or(g.Name, g.ID)})
 			}
 		}
 	}
@@ -186,8 +187,8 @@ func quotaArgs(q *policyfile.Quota) ([]any, error) {
 	if q.Group.ID != "" {
 		gid = q.Group.ID
 	}
-	return []any{q.Name, gid, cmpOr(q.Group.Name, q.Group.ID), q.Limit, int64(d / time.Second),
-		cmpOr(q.Path, policyfile.DefaultQuotaPath), nonNil(q.Methods), cmpOr(q.Per, policyfile.PerUser)}, nil
+	return []any{q.Name, gid, cmp.Or(q.Group.Name, q.Group.ID), q.Limit, int64(d / time.Second),
+		cmp.Or(q.Path, policyfile.DefaultQuotaPath), nonNil(q.Methods), cmp.Or(q.Per, policyfile.PerUser)}, nil
 }
 
 // writeQuotas changes quotas in place (UPDATE, not delete and re-add) so

@@ -4,6 +4,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -65,7 +66,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	rp := pc.ConnConfig.RuntimeParams
 	if _, ok := rp["application_name"]; !ok {
-		rp["application_name"] = cmpOr(cfg.ApplicationName, "okproxy")
+		rp["application_name"] = cmp.Or(cfg.ApplicationName, "okproxy")
 	}
 	if _, ok := rp["statement_timeout"]; !ok {
 		st := cfg.StatementTimeout
@@ -92,13 +93,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("connect to database %s: %w", Redact(cfg.URL), err)
 	}
 	return &Store{pool: pool, url: cfg.URL}, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // Close closes the pool.
