@@ -108,6 +108,21 @@ func (a *App) completeRuleNames(cmd *cobra.Command, args []string, toComplete st
 	})
 }
 
+// completeQuotaNames completes the NAME argument of quota commands.
+func (a *App) completeQuotaNames(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	return a.completeFromDB(cmd, toComplete, func(ctx context.Context, st *store.Store) ([]string, error) {
+		qs, err := st.ListQuotas(ctx)
+		names := make([]string, 0, len(qs))
+		for _, q := range qs {
+			names = append(names, q.Name)
+		}
+		return names, err
+	})
+}
+
 // completeGroupFlags completes group names for the given flags.
 func (a *App) completeGroupFlags(cmd *cobra.Command, flags ...string) {
 	for _, f := range flags {

@@ -30,7 +30,14 @@ together never admit more than the limit in a window.
 Every change is one transaction and one policy version, recorded with its actor, and
 reaches running replicas within a second.`,
 	}
-	cmd.AddCommand(a.quotasAdd(), a.quotasList(), a.quotasShow(), a.quotasRemove(), a.quotasUsage())
+	add, show, rm, usage := a.quotasAdd(), a.quotasShow(), a.quotasRemove(), a.quotasUsage()
+	a.completeGroupFlags(add, "group")
+	fixedCompletion(add, "per", "user", "group")
+	fixedCompletion(add, "method", methodNames()...)
+	for _, c := range []*cobra.Command{show, rm, usage} {
+		c.ValidArgsFunction = a.completeQuotaNames
+	}
+	cmd.AddCommand(add, a.quotasList(), show, rm, usage)
 	return cmd
 }
 

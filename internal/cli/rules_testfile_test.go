@@ -125,6 +125,8 @@ func TestCompletion(t *testing.T) {
 	mustRun(t, db, "rules", "add", "billing-read", "--path", "/b", "--allow", "Finance")
 	mustRun(t, db, "rules", "add", "beta", "--path", "/beta", "--allow", "Unsynced Team")
 	mustRun(t, db, "rules", "add", "health", "--path", "/h", "--public")
+	mustRun(t, db, "quotas", "add", "free", "--group", "Finance", "--limit", "10", "--window", "1m")
+	mustRun(t, db, "quotas", "add", "pro", "--group", "Auditors", "--limit", "100", "--window", "1m")
 	for shell, want := range map[string]string{"bash": "__start_okproxy", "zsh": "#compdef okproxy", "fish": "complete -c okproxy"} {
 		if r := mustRun(t, "", "completion", shell); !strings.Contains(r.stdout, want) {
 			t.Errorf("%s script lacks %q", shell, want)
@@ -155,6 +157,11 @@ func TestCompletion(t *testing.T) {
 		{[]string{"rules", "add", "x", "--deny", ""}, "Auditors,Finance,Unsynced Team"},
 		{[]string{"rules", "test", "--groups", "Finance,a"}, "Finance,Auditors"},
 		{[]string{"rules", "add", "x", "--mode", ""}, "enforce,report"},
+		{[]string{"quotas", "add", "x", "--group", "a"}, "Auditors"},
+		{[]string{"quotas", "add", "x", "--per", ""}, "user,group"},
+		{[]string{"quotas", "show", "p"}, "pro"},
+		{[]string{"quotas", "rm", ""}, "free,pro"},
+		{[]string{"quotas", "usage", "f"}, "free"},
 	} {
 		if got := strings.Join(complete(c.args...), ","); got != c.want {
 			t.Errorf("complete %v = %q, want %q", c.args, got, c.want)
