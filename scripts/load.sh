@@ -5,12 +5,36 @@
 # load hits both. Prints a Markdown table for docs/PERFORMANCE.md.
 #
 #   make load                      # ROUNDS=3 DURATION=10s CONNS=64 THREADS=2
-#   AUDIT=off make load            # okproxy without a database audit sink (spool only; for the audit cost)
+#   LAYOUT=pinned make load        # each proxy on CPU 0 alone; wrk, upstream, issuer, PostgreSQL on CPU 1
+#   CPUPROBE=1 make load           # also CPU time per request of each process, per round
+#   HEADERS=1 make load            # first: the upstream's cost of okproxy's identity headers
+#
+# LAYOUT=shared (default) lets every process use every core, so PostgreSQL's
+# work for the audit rows and the upstream's work for the identity headers
+# are charged to okproxy's throughput. LAYOUT=pinned stands for a deployment
+# where the proxy has a core of its own and the database and upstream run
+# elsewhere: as long as CPU 1 is not the busier one, the round measures the
+# proxy process alone. The script prints both CPUs' busy share per round so
+# that can be checked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${DATABASE_URL:?run through make load, which provides DATABASE_URL}"
-ROUNDS="${ROUNDS:-3}"; DURATION="${DURATION:-10s}"; CONNS="${CONNS:-64}"; THREADS="${THREADS:-2}"
+LAYOUT="${LAYOUT:-shared}"; ROUNDS="${ROUNDS:-3}"; DURATION="${DURATION:-10s}"; CONNS="${CONNS:-64}"; THREADS="${THREADS:-2}"
 command -v wrk >/dev/null || { echo "load: wrk is needed (apt-get install wrk)" >&2; exit 1; }
+PXCPU=(); RESTCPU=()
+case "$LAYOUT" in
+shared) ;;
+pinned)
+	[ "$(nproc)" -ge 2 ] || { echo "load: LAYOUT=pinned needs 2 CPUs" >&2; exit 2; }
+	command -v taskset >/dev/null || { echo "load: LAYOUT=pinned needs taskset (util-linux)" >&2; exit 1; }
+	PXCPU=(taskset -c 0); RESTCPU=(taskset -c 1) ;;
+*) echo "load: LAYOUT must be shared or pinned, not $LAYOUT" >&2; exit 2 ;;
+esac
+
+# ticks PATTERN: CPU time (utime+stime, clock ticks) of the processes matching PATTERN.
+ticks() { local t=0 p s; for p in $(pgrep -f "$1"); do s=$(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0); t=$((t + s)); done; echo "$t"; }
+# busy: per-CPU busy and total jiffies for cpu0 and cpu1.
+busy() { awk '/^cpu[01] / {printf "%d %d ", $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat; }
 
 free_port() {
 	local p
@@ -20,7 +44,11 @@ free_port() {
 	done
 }
 work="$(mktemp -d)"; pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"
+	# Give the database back all CPUs.
+	if [ "$LAYOUT" = pinned ]; then for p in $(pgrep -x postgres); do taskset -a -p -c "0-$(( $(nproc) - 1 ))" "$p" >/dev/null 2>&1 || true; done; fi
+}
 trap cleanup EXIT
 
 psql "$DATABASE_URL" -XqAt -c "DROP DATABASE IF EXISTS okproxy_load WITH (FORCE)" -c "CREATE DATABASE okproxy_load" >/dev/null
@@ -30,9 +58,13 @@ export OKPROXY_ACTOR=load
 bin/okproxy migrate up >/dev/null
 
 okta_port=$(free_port); up_port=$(free_port); px_port=$(free_port); adm_port=$(free_port); bare_port=$(free_port)
-bin/fakeokta --listen "127.0.0.1:$okta_port" >/dev/null 2>&1 & pids+=($!)
-bin/devtool upstream --listen "127.0.0.1:$up_port" 2>/dev/null & pids+=($!)
-GOGC=400 bin/devtool bareproxy --listen "127.0.0.1:$bare_port" --upstream "http://127.0.0.1:$up_port" 2>/dev/null & pids+=($!)
+if [ "$LAYOUT" = pinned ]; then
+	# The running cluster: the postmaster's new backends inherit its CPU.
+	for p in $(pgrep -x postgres); do taskset -a -p -c 1 "$p" >/dev/null; done
+fi
+"${RESTCPU[@]}" bin/fakeokta --listen "127.0.0.1:$okta_port" >/dev/null 2>&1 & pids+=($!)
+"${RESTCPU[@]}" bin/devtool upstream --listen "127.0.0.1:$up_port" 2>/dev/null & pids+=($!)
+GOGC=400 "${PXCPU[@]}" bin/devtool bareproxy --listen "127.0.0.1:$bare_port" --upstream "http://127.0.0.1:$up_port" 2>/dev/null & pids+=($!)
 for i in $(seq 1 100); do curl -fsS "http://127.0.0.1:$okta_port/oauth2/default/.well-known/openid-configuration" >/dev/null 2>&1 && break; sleep 0.1; done
 
 # 200 rules: 199 on other services' paths and groups, one that grants /bench.
@@ -41,7 +73,7 @@ for i in $(seq 1 199); do
 done
 bin/okproxy rules add bench --path /bench --method GET --allow Finance 2>/dev/null >/dev/null
 
-bin/okproxy serve --upstream "http://127.0.0.1:$up_port" --issuer "http://127.0.0.1:$okta_port/oauth2/default" \
+"${PXCPU[@]}" bin/okproxy serve --upstream "http://127.0.0.1:$up_port" --issuer "http://127.0.0.1:$okta_port/oauth2/default" \
 	--audience api://default --listen "127.0.0.1:$px_port" --admin-listen "127.0.0.1:$adm_port" \
 	--audit-spool-dir "$work/spool" --log-level warn ${SERVE_FLAGS:-} 2>"$work/serve.log" & pids+=($!)
 for i in $(seq 1 200); do curl -fsS "http://127.0.0.1:$adm_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -52,15 +84,17 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" 
 run_wrk() { # name url [token]
 	local out
 	if [ -n "${3:-}" ]; then
-		out="$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $3" "$2")"
+		out="$("${RESTCPU[@]}" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $3" "$2")"
 	else
-		out="$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$2")"
+		out="$("${RESTCPU[@]}" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "$2")"
 	fi
 	local rps p99 non2xx
 	rps="$(printf '%s\n' "$out" | awk '/Requests\/sec/ {print $2}')"
 	p99="$(printf '%s\n' "$out" | awk '$1 == "99%" {print $2}')"
 	non2xx="$(printf '%s\n' "$out" | awk '/Non-2xx/ {print $5}')"
-	printf '%s %s %s %s\n' "$1" "$rps" "$p99" "${non2xx:-0}"
+	local n
+	n="$(printf '%s\n' "$out" | awk '/requests in/ {print $1}')"
+	printf '%s %s %s %s %s\n' "$1" "$rps" "$p99" "${non2xx:-0}" "$n"
 }
 
 # Warm both (connection pools, token cache, JIT-free but page cache etc.).
@@ -80,20 +114,48 @@ if [ -n "${STRACE:-}" ]; then
 		grep -E "write|read|epoll|connect|total" "$work/strace.$1"
 	done
 fi
-. /tmp/cpuprobe.sh 2>/dev/null || true
+if [ -n "${HEADERS:-}" ]; then
+	# What the identity headers cost the upstream itself: wrk straight at the
+	# upstream with the headers a bare proxy sends, then with those okproxy
+	# adds (X-Request-Id, X-Okproxy-User, -User-Id, -Groups, -Rule), A B A B.
+	fwd=(-H "Authorization: Bearer $TOKEN" -H "X-Forwarded-For: 127.0.0.1" -H "X-Forwarded-Host: 127.0.0.1" -H "X-Forwarded-Proto: http")
+	ident=(-H "X-Request-Id: 5f0c3e1a9b7d4c2e8f6a1b3c5d7e9f01" -H "X-Okproxy-User: load@example.com" -H "X-Okproxy-User-Id: 00uRRHjmprEinlH5cYOA" -H "X-Okproxy-Groups: Finance,Team7,Team9" -H "X-Okproxy-Rule: bench")
+	echo "| upstream request headers | requests in 5 s | upstream CPU µs/req |"
+	echo "| --- | --- | --- |"
+	for r in 1 2 3 4 5 6; do
+		for mode in bare-proxy okproxy; do
+			extra=(); [ "$mode" = okproxy ] && extra=("${ident[@]}")
+			u0=$(ticks "devtool upstream")
+			n=$("${RESTCPU[@]}" wrk -t"$THREADS" -c"$CONNS" -d5s "${fwd[@]}" "${extra[@]}" "http://127.0.0.1:$up_port/bench" | awk '/requests in/ {print $1}')
+			echo "| as from $mode | $n | $(( ($(ticks "devtool upstream") - u0) * 10000 / n )) |"
+		done
+	done
+	echo
+fi
+round() { # name port process-pattern
+	local c0 p0 u0 g0 line c1
+	c0=$(busy); p0=$(ticks "$3"); u0=$(ticks "devtool upstream"); g0=$(ticks postgres)
+	line=$(run_wrk "$1" "http://127.0.0.1:$2/bench" "$TOKEN")
+	c1=$(busy)
+	echo "$line" >>"$results"
+	set -- $line $(( $(ticks "$3") - p0 )) $(( $(ticks "devtool upstream") - u0 )) $(( $(ticks postgres) - g0 )) $c0 $c1
+	# $5 requests, $6..$8 ticks of proxy/upstream/postgres, $9..$12 busy/total before, $13..$16 after
+	awk -v n="$1" -v req="$5" -v px="$6" -v up="$7" -v pg="$8" -v b0="$9" -v t0="${10}" -v b1="${11}" -v t1="${12}" \
+		-v e0="${13}" -v f0="${14}" -v e1="${15}" -v f1="${16}" -v probe="${CPUPROBE:-}" 'BEGIN {
+		printf "%s %.0f%% %.0f%%", n, 100 * (e0 - b0) / (f0 - t0), 100 * (e1 - b1) / (f1 - t1)
+		if (probe != "") printf " %.0f %.0f %.0f", px * 1e6 / 100 / req, up * 1e6 / 100 / req, pg * 1e6 / 100 / req
+		printf "\n"
+	}' >>"$work/cpu"
+}
 for r in $(seq 1 "$ROUNDS"); do
-	if [ -n "${CPUPROBE:-}" ]; then b0=$(ticks "devtool bareproxy"); bu0=$(ticks "devtool upstream"); bw0=$(ticks "wrk"); fi
-	run_wrk bare "http://127.0.0.1:$bare_port/bench" "$TOKEN" >>"$results"
-	if [ -n "${CPUPROBE:-}" ]; then echo "cpu ticks during bare round: bareproxy $(( $(ticks 'devtool bareproxy')-b0 )) upstream $(( $(ticks 'devtool upstream')-bu0 ))" >&2; fi
-	if [ -n "${CPUPROBE:-}" ]; then pg0=$(ticks "postgres"); px0=$(ticks "okproxy serve"); up0=$(ticks "devtool upstream"); fi
+	round bare "$bare_port" "devtool bareproxy"
 	prof=""
 	if [ -n "${PROFILE:-}" ]; then curl -s -o "$PROFILE" "http://127.0.0.1:$adm_port/debug/pprof/profile?seconds=4" & prof=$!; fi
-	run_wrk okproxy "http://127.0.0.1:$px_port/bench" "$TOKEN" >>"$results"
+	round okproxy "$px_port" "okproxy serve"
 	if [ -n "$prof" ]; then wait "$prof" || true; fi
-	if [ -n "${CPUPROBE:-}" ]; then echo "cpu ticks during okproxy round: postgres $(( $(ticks postgres)-pg0 )) okproxy $(( $(ticks 'okproxy serve')-px0 )) upstream $(( $(ticks 'devtool upstream')-up0 ))" >&2; fi
 done
 
-echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds alternating bare/okproxy, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds alternating bare/okproxy, LAYOUT=$LAYOUT, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
 echo "| round | bare req/s | bare p99 | okproxy req/s | okproxy p99 | okproxy/bare |"
 echo "| --- | --- | --- | --- | --- | --- |"
@@ -109,5 +171,15 @@ sleep 1
 events=$(psql "$OKPROXY_DATABASE_URL" -XqAt -c "SELECT count(*) FROM audit_events")
 echo
 echo "audit events written during the run: $events"
-dropped=$(curl -fsS "http://127.0.0.1:$adm_port/metrics" | awk '/^okproxy_audit_dropped_total/ {print $2}')
-echo "okproxy_audit_dropped_total: ${dropped:-n/a}"
+dropped=$(curl -fsS "http://127.0.0.1:$adm_port/metrics" | awk '/^okproxy_audit_events_dropped_total/ {print $2}')
+echo "okproxy_audit_events_dropped_total: ${dropped:-n/a}"
+echo
+if [ -n "${CPUPROBE:-}" ]; then
+	echo "| round | CPU0 busy | CPU1 busy | proxy µs/req | upstream µs/req | postgres µs/req |"
+	echo "| --- | --- | --- | --- | --- | --- |"
+	awk '{printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6}' "$work/cpu"
+else
+	echo "| round | CPU0 busy | CPU1 busy |"
+	echo "| --- | --- | --- |"
+	awk '{printf "| %s | %s | %s |\n", $1, $2, $3}' "$work/cpu"
+fi
