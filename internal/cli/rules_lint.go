@@ -54,7 +54,7 @@ warning, 0 when there are none (info findings alone do not fail).`,
 			}
 			in.Now, in.ReportMaxAge = time.Now(), age
 			if !in.Directory.Synced {
-				fmt.Fprintln(a.Stderr, "note: the Okta directory has never been synced; group checks skipped (run okproxy groups sync)")
+				fmt.Fprintln(a.Stderr, "note: the Okta directory has never been synced, so no group name can be checked: each is reported as unknown (run okproxy groups sync)")
 			}
 			findings := lint.Run(in)
 			if findings == nil {

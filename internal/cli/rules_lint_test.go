@@ -100,4 +100,14 @@ func TestRulesLint(t *testing.T) {
 	if r := run(t, clean, nil, "rules", "lint", "--report-max-age", "soon"); r.code != ExitUsage {
 		t.Fatalf("bad --report-max-age: %+v", r)
 	}
+
+	// Never synced: a name nobody has checked (here a typo) is reported, not
+	// passed as clean.
+	unsynced := dbtest.NewDatabase(t)
+	mustRun(t, unsynced, "rules", "add", "typo", "--path", "/b", "--allow", "Finanse")
+	r = run(t, unsynced, nil, "rules", "lint")
+	if r.code != ExitCheck || !strings.Contains(r.stdout, `[unknown-group] group "Finanse" is not known: the Okta directory has never been synced`) ||
+		!strings.Contains(r.stderr, "never been synced") {
+		t.Fatalf("unsynced directory: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }

@@ -19,15 +19,18 @@ type groupUse struct {
 }
 
 // groups reports every group that is unknown, deleted or renamed, once per
-// group with everything that names it.
+// group with everything that names it. Before the first sync no group is
+// known (SPEC: a name not yet known is reported by lint), so every one is
+// reported as unknown: a typo must not pass as clean just because the
+// directory is empty.
 func (l *linter) groups() []Finding {
-	if !l.in.Directory.Synced {
-		return nil
-	}
 	uses := map[string]*groupUse{}
 	var keys []string
 	use := func(g policy.GroupRef, ruleName, quotaName string) {
 		st, cur := l.state(g)
+		if !l.in.Directory.Synced {
+			st, cur = unknown, ""
+		}
 		if st == known {
 			return
 		}
@@ -64,6 +67,12 @@ func (l *linter) groups() []Finding {
 		switch u.state {
 		case unknown:
 			f.Check = UnknownGroup
+			if !l.in.Directory.Synced {
+				f.Message = fmt.Sprintf("group %q is not known: the Okta directory has never been synced (%s)", u.ref.String(), users)
+				f.Fix = "Run okproxy groups sync; lint then checks the name against Okta. " +
+					"Until then it only matches tokens whose groups claim carries that exact name."
+				break
+			}
 			f.Message = fmt.Sprintf("group %q is not in the synced Okta directory (%s)", u.ref.Name, users)
 			f.Fix = "Correct the name (okproxy groups list shows the synced groups), or create the group in Okta and run okproxy groups sync. " +
 				"Until then it only matches tokens whose groups claim carries that exact name."

@@ -73,7 +73,8 @@ type Quota struct {
 // Directory is what lint needs of the synced directory.
 type Directory struct {
 	// Synced is true once a sync has completed. Before that every group is
-	// unknown and the group checks are skipped: they would flag everything.
+	// reported as unknown; the checks that conclude a group is gone (and a
+	// rule can never grant) are skipped, as nothing can be concluded yet.
 	Synced bool
 	// Groups maps each synced group's id to its current name.
 	Groups map[string]string

@@ -54,12 +54,28 @@ func TestClean(t *testing.T) {
 	if fs := Run(clean()); len(fs) != 0 {
 		t.Fatalf("findings on a clean policy: %+v", fs)
 	}
-	// Never synced: group checks are skipped rather than flagging everything.
+	// Never synced: every group is reported as not yet known (and failing),
+	// once per group; nothing is concluded about rules never granting.
 	in := clean()
 	in.Directory = Directory{}
 	in.Rules = append(in.Rules, mkRule(policy.Rule{Name: "x", Path: "/x", Allow: []policy.GroupRef{g("Nobody", "")}}))
-	if fs := Run(in); len(fs) != 0 {
-		t.Fatalf("findings before any sync: %+v", fs)
+	fs := Run(in)
+	if !Failed(fs) {
+		t.Fatalf("unsynced directory: lint passes: %+v", fs)
+	}
+	seen := map[string]bool{}
+	for _, f := range fs {
+		if f.Check != UnknownGroup || len(f.Groups) != 1 || !strings.Contains(f.Message, "never been synced") {
+			t.Errorf("unsynced directory: unexpected finding %+v", f)
+			continue
+		}
+		if seen[f.Groups[0]] {
+			t.Errorf("group %s reported twice", f.Groups[0])
+		}
+		seen[f.Groups[0]] = true
+	}
+	if !seen["Nobody"] {
+		t.Errorf("unsynced directory: Nobody not reported: %+v", fs)
 	}
 }
 
