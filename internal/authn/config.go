@@ -23,6 +23,9 @@ const (
 	// MaxClockSkew bounds ClockSkew: a larger tolerance would quietly
 	// extend every token's lifetime.
 	MaxClockSkew = 5 * time.Minute
+	// NoClockSkew as Config.ClockSkew asks for no tolerance at all (zero
+	// would mean the default): `okproxy serve --clock-skew 0`.
+	NoClockSkew time.Duration = -1
 )
 
 // Config configures a Verifier. Zero fields take the defaults above; call
@@ -41,8 +44,8 @@ type Config struct {
 	// only one Okta uses. "none" and the HMAC algorithms are refused here,
 	// since an HMAC "secret" would be the public key everyone can fetch.
 	AllowedAlgs []string
-	// ClockSkew is the tolerance applied to exp, nbf and iat; default 30s,
-	// at most MaxClockSkew.
+	// ClockSkew is the tolerance applied to exp, nbf and iat; zero means
+	// DefaultClockSkew, NoClockSkew means none at all; at most MaxClockSkew.
 	ClockSkew time.Duration
 	// RequiredClaims must be present and non-empty in every token, in
 	// addition to sub, which always is.
@@ -75,7 +78,12 @@ func (c Config) withDefaults() Config {
 	if len(c.AllowedAlgs) == 0 {
 		c.AllowedAlgs = []string{"RS256"}
 	}
-	c.ClockSkew = cmp.Or(c.ClockSkew, DefaultClockSkew)
+	switch c.ClockSkew {
+	case 0:
+		c.ClockSkew = DefaultClockSkew
+	case NoClockSkew:
+		c.ClockSkew = 0
+	}
 	c.GroupsClaim = cmp.Or(c.GroupsClaim, DefaultGroupsClaim)
 	c.HTTPClient = cmp.Or(c.HTTPClient, &http.Client{Timeout: DefaultHTTPTimeout, CheckRedirect: checkRedirect})
 	c.CacheSize = cmp.Or(c.CacheSize, DefaultCacheSize)

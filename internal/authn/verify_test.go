@@ -130,6 +130,37 @@ func TestVerifyClockSkew(t *testing.T) {
 	}
 }
 
+// NoClockSkew (serve --clock-skew 0) tolerates nothing; zero is the default.
+func TestVerifyNoClockSkew(t *testing.T) {
+	t.Parallel()
+	srv := shared(t)
+	clock := newClock()
+	strict := newVerifier(t, srv, func(c *Config) { c.Now = clock.Now; c.ClockSkew = NoClockSkew })
+	dflt := newVerifier(t, srv, func(c *Config) { c.Now = clock.Now; c.ClockSkew = 0 })
+	now := clock.Now()
+	for _, tc := range []struct {
+		name string
+		c    oktatest.Claims
+		want string
+	}{
+		{"nbf +2s", oktatest.Claims{IssuedAt: now, NotBefore: now.Add(2 * time.Second)}, "nbf"},
+		{"iat +2s", oktatest.Claims{IssuedAt: now.Add(2 * time.Second)}, "iat"},
+		{"exp -2s", oktatest.Claims{IssuedAt: now.Add(-time.Hour), Expiry: now.Add(-2 * time.Second)}, "expired"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := srv.Mint(tc.c)
+			_, err := strict.Verify(context.Background(), tok)
+			wantInvalid(t, err, tok, tc.want)
+			if _, err := dflt.Verify(context.Background(), tok); err != nil {
+				t.Errorf("default skew refused a token %s off: %v", tc.name, err)
+			}
+		})
+	}
+	if _, err := strict.Verify(context.Background(), srv.Mint(oktatest.Claims{IssuedAt: now})); err != nil {
+		t.Errorf("no skew refused a current token: %v", err)
+	}
+}
+
 func TestVerifyAudiences(t *testing.T) {
 	t.Parallel()
 	srv := shared(t)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/okproxy/okproxy/internal/authn"
 	"github.com/okproxy/okproxy/internal/server"
 )
 
@@ -39,6 +40,11 @@ Every flag can be set as OKPROXY_<FLAG>, e.g. OKPROXY_UPSTREAM.`,
 			c.Audiences = splitList(c.Audiences)
 			c.RequireClaims = splitList(c.RequireClaims)
 			c.AllowedAlgs = splitList(c.AllowedAlgs)
+			if c.ClockSkew == 0 {
+				// Only an explicit --clock-skew 0 gets here (the flag's
+				// default is 30s): no tolerance, not the default.
+				c.ClockSkew = authn.NoClockSkew
+			}
 			return runServe(cmd.Context(), c)
 		},
 	}
