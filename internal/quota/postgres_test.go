@@ -82,19 +82,34 @@ func TestThreeLimitersOnPostgres(t *testing.T) {
 	t.Parallel()
 	st, ls := setup(t, quota.Quota{Name: "dev", Group: policy.GroupRef{Name: "Developers"}, Limit: 50, WindowSeconds: 3600})
 	var admitted atomic.Int64
-	var wg sync.WaitGroup
-	for i := 0; i < 300; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			if d := ls[i%3].Admit(context.Background(), checkFor("alice", "Developers")); d.Allowed {
-				admitted.Add(1)
-			}
-		}(i)
+	burst := func(n int) {
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				if d := ls[i%3].Admit(context.Background(), checkFor("alice", "Developers")); d.Allowed {
+					admitted.Add(1)
+				}
+			}(i)
+		}
+		wg.Wait()
 	}
-	wg.Wait()
-	if admitted.Load() != 50 {
-		t.Fatalf("300 concurrent requests on 3 limiters against 50/window: %d admitted", admitted.Load())
+	burst(300)
+	if n := admitted.Load(); n > 50 {
+		t.Fatalf("300 concurrent requests on 3 limiters against 50/window: %d admitted", n)
+	} else if n < 50 {
+		// The burst ended while a limiter still held units leased for it;
+		// they come back within IdleReturn and reach an exhausted limiter
+		// within ExhaustedRecheck (docs/quotas.md): then the total is exact.
+		t.Logf("the first burst admitted %d of 50; the rest was still held by a limiter", n)
+		time.Sleep(3500 * time.Millisecond)
+		if burst(60); admitted.Load() != 50 {
+			t.Fatalf("after a second burst: %d admitted, want exactly 50", admitted.Load())
+		}
+	}
+	if burst(60); admitted.Load() != 50 {
+		t.Fatalf("admitted past the limit: %d", admitted.Load())
 	}
 	for _, l := range ls {
 		if err := l.Close(context.Background()); err != nil {
