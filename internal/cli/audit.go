@@ -46,8 +46,11 @@ type auditQueryOptions struct {
 // filter validates the flags; every error names its flag and exits 2.
 func (o *auditQueryOptions) filter(now time.Time) (audit.Filter, error) {
 	var f audit.Filter
-	if err := checkFormat(o.output, "table", "json", "csv"); err != nil {
+	if err := checkFormat(o.output, "table", "json", "yaml", "csv"); err != nil {
 		return f, err
+	}
+	if o.follow && o.output == "yaml" {
+		return f, usageErrorf("-o/--output: yaml is one document and cannot be followed; use json (JSON Lines), csv or table with --follow")
 	}
 	var err error
 	if f.Since, err = audit.ParseTimeBound(o.since, now); err != nil {
@@ -91,8 +94,9 @@ func (a *App) auditQuery() *cobra.Command {
 		Short: "Show audit events, newest first",
 		Long: `Show the audit events matching every given filter, newest first.
 
--o json prints JSON Lines (one event per line) with SPEC §6 field names; json and
-csv times are RFC 3339 UTC, table times are local. --follow prints the newest
+-o json prints JSON Lines (one event per line) with SPEC §6 field names, -o yaml one
+list of events with the same names; json, yaml and csv times are RFC 3339 UTC, table
+times are local. --follow prints the newest
 --limit events oldest first, then new ones as they arrive, until interrupted.`,
 		Example: `  okproxy audit query --since 24h --decision deny
   okproxy audit query --user alice@example.com --since 7d -o json | jq .path
@@ -132,7 +136,7 @@ csv times are RFC 3339 UTC, table times are local. --follow prints the newest
 	fl.StringVar(&o.pathPrefix, "path-prefix", "", "path starts with this (literal, no patterns)")
 	fl.IntVar(&o.status, "status", 0, "HTTP status answered")
 	fl.IntVar(&o.limit, "limit", 100, "at most this many events")
-	fl.StringVarP(&o.output, "output", "o", "table", "output format: table, json (JSON Lines) or csv")
+	fl.StringVarP(&o.output, "output", "o", "table", "output format: table, json (JSON Lines), yaml or csv")
 	fl.BoolVar(&o.follow, "follow", false, "keep printing new events as they arrive (poll every 0.5 s)")
 	return cmd
 }
@@ -162,6 +166,14 @@ func (p *auditPrinter) print(evs []audit.Event) error {
 			}
 		}
 		return nil
+	case "yaml":
+		// One list; --follow refuses yaml, so print is called once.
+		out := make([]audit.Event, len(evs))
+		for i, e := range evs {
+			e.Time = e.Time.UTC()
+			out[i] = e
+		}
+		return writeYAML(p.w, out)
 	case "csv":
 		if p.csv == nil {
 			p.csv = csv.NewWriter(p.w)

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/okproxy/okproxy/internal/audit"
 	"github.com/okproxy/okproxy/internal/dbtest"
 	"github.com/okproxy/okproxy/internal/store"
@@ -169,6 +171,20 @@ func TestAuditQueryOutputFormats(t *testing.T) {
 		}
 	}
 
+	// yaml: one list with the same field names, times in UTC.
+	var ys []map[string]any
+	if err := yaml.Unmarshal([]byte(mustRun(t, db, "audit", "query", "-o", "yaml").stdout), &ys); err != nil || len(ys) != 5 {
+		t.Fatalf("yaml: %d events, %v", len(ys), err)
+	}
+	for _, m := range ys {
+		if len(m) != len(specFields) {
+			t.Fatalf("yaml event has %d fields, want %d: %v", len(m), len(specFields), m)
+		}
+		if ts, _ := m["time"].(string); !strings.HasSuffix(ts, "Z") {
+			t.Fatalf("yaml time %v is not RFC 3339 UTC", m["time"])
+		}
+	}
+
 	recs, err := csv.NewReader(strings.NewReader(mustRun(t, db, "audit", "query", "-o", "csv").stdout)).ReadAll()
 	if err != nil {
 		t.Fatal(err)
@@ -209,6 +225,7 @@ func TestAuditQueryBadInput(t *testing.T) {
 		{[]string{"--path-prefix", "billing"}, "--path-prefix"},
 		{[]string{"-o", "xml"}, "-o/--output"},
 		{[]string{"--follow", "--until", "1h"}, "--until"},
+		{[]string{"--follow", "-o", "yaml"}, "-o/--output"},
 		{[]string{"--status", "abc"}, "--status"},
 	}
 	for _, c := range cases {
