@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/okproxy/okproxy/internal/dbtest"
 	"github.com/okproxy/okproxy/internal/oktatest"
@@ -245,6 +246,23 @@ func TestEnvironmentAndDatabaseErrors(t *testing.T) {
 	// migrate status on a migrated database lists applied migrations.
 	if r := mustRun(t, db, "migrate", "status"); !strings.Contains(r.stdout, "00001_policy.sql") || !strings.Contains(r.stdout, "applied") {
 		t.Fatalf("migrate status: %s", r.stdout)
+	}
+	var ms []struct {
+		Version   int64      `json:"version"`
+		File      string     `json:"file"`
+		State     string     `json:"state"`
+		AppliedAt *time.Time `json:"applied_at"`
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, db, "migrate", "status", "-o", "json").stdout), &ms); err != nil || len(ms) < 8 {
+		t.Fatalf("migrate status -o json: %d migrations, %v", len(ms), err)
+	}
+	for i, m := range ms {
+		if m.Version != int64(i+1) || m.State != "applied" || m.AppliedAt == nil || !strings.HasSuffix(m.File, ".sql") {
+			t.Fatalf("migrate status -o json: %+v", m)
+		}
+	}
+	if r := run(t, db, nil, "migrate", "status", "-o", "xml"); r.code != ExitUsage {
+		t.Fatalf("migrate status -o xml: %+v", r)
 	}
 }
 

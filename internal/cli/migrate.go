@@ -27,10 +27,32 @@ func (a *App) migrateCommand() *cobra.Command {
 			Example: "  OKPROXY_DATABASE_URL=postgres://okproxy@db/okproxy okproxy migrate up"},
 		&cobra.Command{Use: "down", Short: "Roll back the most recent migration (one step)", Args: noArgs, RunE: run(migrateDown),
 			Example: "  okproxy migrate down && okproxy migrate status"},
-		&cobra.Command{Use: "status", Short: "Show applied and pending migrations", Args: noArgs, RunE: run(migrateStatus),
-			Example: "  okproxy migrate status"},
+		a.migrateStatusCommand(),
 	)
 	return cmd
+}
+
+func (a *App) migrateStatusCommand() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{Use: "status", Short: "Show applied and pending migrations", Args: noArgs,
+		Example: "  okproxy migrate status\n  okproxy migrate status -o json",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkFormat(output, "table", "json", "yaml"); err != nil {
+				return err
+			}
+			return a.migrateStatus(cmd.Context(), output)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
+	return cmd
+}
+
+// migrationView is one migration as `migrate status -o json|yaml` prints it.
+type migrationView struct {
+	Version   int64      `json:"version"`
+	File      string     `json:"file"`
+	State     string     `json:"state"` // applied or pending
+	AppliedAt *time.Time `json:"applied_at,omitempty"`
 }
 
 // withMigrator opens the store and a goose provider over it for f.
@@ -75,22 +97,33 @@ func migrateDown(ctx context.Context, a *App) error {
 	})
 }
 
-func migrateStatus(ctx context.Context, a *App) error {
+func (a *App) migrateStatus(ctx context.Context, output string) error {
 	return a.withMigrator(ctx, func(p *store.Migrations) error {
 		ss, err := p.Status(ctx)
 		if err != nil {
 			return fmt.Errorf("migrate status: %w", err)
 		}
-		tw := tabwriter.NewWriter(a.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "VERSION\tSTATE\tAPPLIED AT\tFILE")
+		views := make([]migrationView, 0, len(ss))
 		for _, s := range ss {
-			at := "-"
+			v := migrationView{Version: s.Source.Version, File: s.Source.Path, State: string(s.State)}
 			if !s.AppliedAt.IsZero() {
-				at = s.AppliedAt.Local().Format(time.RFC3339)
+				at := s.AppliedAt.UTC()
+				v.AppliedAt = &at
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.Source.Version, s.State, at, s.Source.Path)
+			views = append(views, v)
 		}
-		return tw.Flush()
+		return writeAs(a.Stdout, output, views, func() error {
+			tw := tabwriter.NewWriter(a.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "VERSION\tSTATE\tAPPLIED AT\tFILE")
+			for _, v := range views {
+				at := "-"
+				if v.AppliedAt != nil {
+					at = v.AppliedAt.Local().Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", v.Version, v.State, at, v.File)
+			}
+			return tw.Flush()
+		})
 	})
 }
 
