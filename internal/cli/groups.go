@@ -36,7 +36,7 @@ func (a *App) groupsList() *cobra.Command {
 		Example: "  okproxy groups list\n  okproxy groups list -o json",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkFormat(output, "table", "json", "yaml"); err != nil {
+			if err := checkFormat(output, "table", "json", "yaml", "csv"); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -57,11 +57,18 @@ func (a *App) groupsList() *cobra.Command {
 				return err
 			}
 			switch output {
-			case "json", "yaml":
+			case "json", "yaml", "csv":
 				// A list is one array (SPEC §2): the run status goes to stderr.
 				fmt.Fprintln(a.Stderr, status)
-				if output == "json" {
+				switch output {
+				case "json":
 					return writeJSON(a.Stdout, gs)
+				case "csv":
+					rows := make([][]string, 0, len(gs))
+					for _, g := range gs {
+						rows = append(rows, []string{g.ID, g.Name, g.Type, strconv.Itoa(g.Members), strconv.Itoa(g.MembersTotal), csvTime(g.LastSynced)})
+					}
+					return writeCSV(a.Stdout, []string{"id", "name", "type", "members", "members_total", "last_synced"}, rows)
 				}
 				return writeYAML(a.Stdout, gs)
 			}
@@ -80,7 +87,7 @@ func (a *App) groupsList() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml (MEMBERS counts ACTIVE users only)")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json, yaml or csv (MEMBERS counts ACTIVE users only)")
 	return cmd
 }
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -68,6 +69,11 @@ func TestGroupsCLIEndToEnd(t *testing.T) {
 	}
 	if len(list) != 6 || list[0]["name"] != "Auditors" || list[0]["type"] != "OKTA_GROUP" || list[0]["members"] != 2.0 || list[0]["last_synced"] == nil {
 		t.Fatalf("groups list -o json: %v", list)
+	}
+	recs, err := csv.NewReader(strings.NewReader(mustRun(t, db, "groups", "list", "-o", "csv").stdout)).ReadAll()
+	if err != nil || len(recs) != 7 || strings.Join(recs[0], ",") != "id,name,type,members,members_total,last_synced" ||
+		recs[1][0] != list[0]["id"] || recs[1][1] != "Auditors" || recs[1][3] != "2" || !strings.HasSuffix(recs[1][5], "Z") {
+		t.Fatalf("groups list -o csv: %v %v", recs, err)
 	}
 	table := mustRun(t, db, "groups", "list").stdout
 	if !strings.Contains(table, "Developers") || !strings.Contains(table, "2 (+1 inactive)") || !strings.Contains(table, "last sync: ok") {
@@ -191,7 +197,7 @@ func TestGroupsCLIBadInput(t *testing.T) {
 		{tokenEnv, syncArgs(srv, "--group-filter", `type eq "OKTA_GROUP"`, "--group-search", `profile.name sw "a"`), "group-filter"},
 		{tokenEnv, syncArgs(srv, "--group-filter", `profile.name eq "x"`), "group-filter"},
 		{tokenEnv, syncArgs(srv, "extra"), "no arguments"},
-		{nil, []string{"groups", "list", "-o", "csv"}, "output"},
+		{nil, []string{"groups", "list", "-o", "xml"}, "output"},
 		{nil, []string{"groups", "show"}, "NAME|ID"},
 		{nil, []string{"groups", "show", "NoSuchGroup"}, "unknown group"},
 		{nil, []string{"users", "show", "nobody@example.com"}, "unknown user"},

@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -76,4 +78,27 @@ func writeAs(w io.Writer, format string, v any, table func() error) error {
 		return writeYAML(w, v)
 	}
 	return table()
+}
+
+// writeCSV writes a header line and rows for commands whose rows are flat
+// (SPEC §2), every cell through csvSafe.
+func writeCSV(w io.Writer, header []string, rows [][]string) error {
+	cw := csv.NewWriter(w)
+	cw.Write(header)
+	for _, r := range rows {
+		for i, c := range r {
+			r[i] = csvSafe(c)
+		}
+		cw.Write(r)
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// csvTime is a time in CSV output: RFC 3339 UTC, empty when unset.
+func csvTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }

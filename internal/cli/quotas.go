@@ -267,7 +267,7 @@ group the user is in (per the synced directory).`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkFormat(output, "table", "json", "yaml"); err != nil {
+			if err := checkFormat(output, "table", "json", "yaml", "csv"); err != nil {
 				return err
 			}
 			if cmd.Flags().Changed("user") && strings.TrimSpace(user) == "" {
@@ -291,6 +291,14 @@ group the user is in (per the synced directory).`,
 			if err != nil {
 				return err
 			}
+			if output == "csv" {
+				rows := make([][]string, 0, len(us))
+				for _, u := range us {
+					rows = append(rows, []string{u.Quota, string(u.Per), u.Key, u.Subject, strconv.FormatInt(u.Limit, 10), strconv.FormatInt(u.Granted, 10),
+						strconv.FormatInt(u.Used, 10), strconv.FormatInt(u.Remaining, 10), csvTime(u.WindowStart), csvTime(u.WindowEnd)})
+				}
+				return writeCSV(a.Stdout, []string{"quota", "per", "key", "subject", "limit", "granted", "used", "remaining", "window_start", "window_end"}, rows)
+			}
 			return writeAs(a.Stdout, output, us, func() error {
 				t := newTable(a.Stdout, "QUOTA", "PER", "SUBJECT", "LIMIT", "GRANTED", "USED", "REMAINING", "WINDOW_START", "RESETS_IN")
 				now := time.Now()
@@ -303,7 +311,7 @@ group the user is in (per the synced directory).`,
 			})
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json, yaml or csv")
 	cmd.Flags().StringVar(&user, "user", "", "only this user (login or Okta user id)")
 	return cmd
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -73,6 +74,11 @@ func TestQuotasCLIEndToEnd(t *testing.T) {
 	if len(us) != 1 || us[0].Granted != 30 || us[0].Used != 25 || us[0].Remaining != 970 || us[0].WindowEnd.Sub(us[0].WindowStart).Hours() != 1 {
 		t.Fatalf("usage json: %+v", us)
 	}
+	recs, err := csv.NewReader(strings.NewReader(mustRun(t, db, "quotas", "usage", "dev-tier", "-o", "csv").stdout)).ReadAll()
+	if err != nil || len(recs) != 2 || strings.Join(recs[0], ",") != "quota,per,key,subject,limit,granted,used,remaining,window_start,window_end" ||
+		strings.Join(recs[1][:8], ",") != "dev-tier,user,00ualice,alice@example.com,1000,30,25,970" {
+		t.Fatalf("usage csv: %v %v", recs, err)
+	}
 	if out := mustRun(t, db, "quotas", "usage", "--user", "bob@example.com", "-o", "json").stdout; strings.TrimSpace(out) != "[]" {
 		t.Fatalf("usage of a user with no counts: %s", out)
 	}
@@ -126,7 +132,7 @@ func TestQuotasCLIBadInput(t *testing.T) {
 		{[]string{"quotas", "usage", "a", "b"}, "at most one"},
 		{[]string{"quotas", "usage", "--user", " "}, "user"},
 		{[]string{"quotas", "list", "-o", "xml"}, "output"},
-		{[]string{"quotas", "usage", "-o", "csv"}, "output"},
+		{[]string{"quotas", "usage", "-o", "xml"}, "output"},
 	}
 	for _, c := range cases {
 		r := run(t, db, nil, c.args...)
