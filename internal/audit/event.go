@@ -3,7 +3,12 @@
 // outages, and the queries and reports over stored events.
 package audit
 
-import "time"
+import (
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
 
 // Event is one answered request (SPEC §6). JSON names are the machine field
 // names of `okproxy audit query -o json`. Raw tokens are never part of it.
@@ -55,4 +60,41 @@ type Sink interface {
 	Reserve() error
 	Commit(e *Event)
 	Record(e *Event) error
+}
+
+// storable makes every text field of e valid UTF-8 without NUL bytes, what
+// PostgreSQL's text type accepts. Most fields are ASCII or come from JSON
+// (already valid), but the User-Agent is the client's bytes: a header may
+// carry obs-text, and one invalid byte would fail the COPY of the whole
+// batch, sending every event in it on a detour through the spool (where
+// JSON would turn the byte into U+FFFD anyway). Invalid sequences and NUL
+// become U+FFFD here, once, so every path stores the same text. Slices
+// shared with the caller are replaced, not modified.
+func (e *Event) storable() {
+	for _, p := range []*string{&e.RequestID, &e.Replica, &e.Method, &e.Host, &e.Path, &e.Decision, &e.Reason,
+		&e.Rule, &e.Shadow, &e.Subject, &e.UserID, &e.Email, &e.ClientIP, &e.UserAgent, &e.JTI, &e.ClientID} {
+		*p = storableText(*p)
+	}
+	e.Rules = storableList(e.Rules)
+	e.Groups = storableList(e.Groups)
+}
+
+func storableText(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+func storableList(l []string) []string {
+	for i, s := range l {
+		if t := storableText(s); t != s {
+			out := slices.Clone(l)
+			for j := i; j < len(out); j++ {
+				out[j] = storableText(out[j])
+			}
+			return out
+		}
+	}
+	return l
 }

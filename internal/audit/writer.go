@@ -288,7 +288,9 @@ func (w *Writer) spill() bool {
 //
 // It sets a random ID when e has none, the time when it is zero (truncated
 // to microseconds, what PostgreSQL stores, so that a replay matches the
-// stored row) and the replica when it is empty. The writer owns e afterwards.
+// stored row) and the replica when it is empty, and replaces bytes that
+// PostgreSQL's text cannot hold (invalid UTF-8, NUL) with U+FFFD. The
+// writer owns e afterwards.
 func (w *Writer) Commit(e *Event) {
 	w.prepare(e)
 	if w.finished.Load() {
@@ -348,6 +350,7 @@ func (w *Writer) takeReservation() bool {
 }
 
 func (w *Writer) prepare(e *Event) {
+	e.storable()
 	if e.ID == ([16]byte{}) {
 		e.ID = NewID()
 	}

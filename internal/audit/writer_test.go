@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -478,5 +479,45 @@ func TestWriterCreatesPartitionsAheadAndFlushesWhenCancelled(t *testing.T) {
 	closeWriter(t, w)
 	if err := w.Reserve(); !errors.Is(err, audit.ErrClosed) || !errors.Is(err, audit.ErrUnavailable) {
 		t.Fatalf("Reserve after Close: %v", err)
+	}
+}
+
+// A client's User-Agent may hold bytes PostgreSQL's text refuses (obs-text
+// that is not UTF-8; NUL defensively). They must not fail the batch — which
+// would send every event in it through the spool — but be stored as U+FFFD,
+// without touching slices the caller shares.
+func TestWriterStoresTextPostgresWouldRefuse(t *testing.T) {
+	t.Parallel()
+	st := dbtest.NewStore(t)
+	w := startWriter(t, audit.WriterConfig{Store: st, Replica: "r1", SpoolDir: t.TempDir()})
+	groups := []string{"Finance", "bad\xffgroup"}
+	e := sampleEvent(1)
+	e.UserAgent, e.Path, e.Groups = "agent\xff\xfe/1.0 \x00x", "/caf\xc3", groups
+	good := sampleEvent(2)
+	for _, ev := range []*audit.Event{e, good} {
+		if err := w.Record(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeWriter(t, w)
+	if s := w.Stats(); s.Written != 2 || s.Spooled != 0 || s.Dropped != 0 {
+		t.Fatalf("stats %+v: want both written directly, nothing spooled", s)
+	}
+	if groups[1] != "bad\xffgroup" {
+		t.Fatalf("the caller's groups slice was modified: %q", groups)
+	}
+	got, err := st.QueryAuditEvents(context.Background(), audit.Filter{Since: time.Now().Add(-time.Minute)})
+	if err != nil || len(got) != 2 {
+		t.Fatalf("query: %v, %d rows", err, len(got))
+	}
+	var stored audit.Event
+	for _, g := range got {
+		if g.RequestID == e.RequestID {
+			stored = g
+		}
+	}
+	if stored.UserAgent != "agent\uFFFD/1.0 \uFFFDx" || stored.Path != "/caf\uFFFD" ||
+		!slices.Equal(stored.Groups, []string{"Finance", "bad\uFFFDgroup"}) {
+		t.Fatalf("stored %q %q %q", stored.UserAgent, stored.Path, stored.Groups)
 	}
 }

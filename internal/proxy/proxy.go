@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/okproxy/okproxy/internal/audit"
 	"github.com/okproxy/okproxy/internal/authn"
@@ -464,11 +465,17 @@ func (h *Handler) event(r *http.Request, st *reqState, status int, reason policy
 	return e
 }
 
+// truncate cuts s to at most n bytes, on a UTF-8 character boundary.
 func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
+	if len(s) <= n {
+		return s
 	}
-	return s
+	// At most UTFMax-1 steps back: past that it is not a character that was
+	// cut but bytes that are no UTF-8 at all (the audit writer replaces those).
+	for i := 0; i < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(s[n]); i++ {
+		n--
+	}
+	return s[:n]
 }
 
 // decisionOf maps a reason to the audit decision: 5xx the proxy made are errors.

@@ -546,3 +546,24 @@ func TestGroupsSourceAndInactiveUsers(t *testing.T) {
 		}
 	}
 }
+
+func TestTruncateKeepsCharactersWhole(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"abc", 5, "abc"},
+		{"abcdef", 3, "abc"},
+		{"ab\u00e9", 3, "ab"},    // é is 2 bytes: cut before it, not inside
+		{"a\u20ac", 3, "a"},      // € is 3 bytes
+		{"a\U0001F600b", 4, "a"}, // 4-byte emoji
+		{"a\U0001F600b", 5, "a\U0001F600"},
+		{"\x80\x80\x80\x80\x80", 4, "\x80"}, // not UTF-8: at most 3 steps back
+	} {
+		if got := truncate(tc.in, tc.n); got != tc.want {
+			t.Errorf("truncate(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}
