@@ -82,7 +82,13 @@ func BenchmarkBareReverseProxy(b *testing.B) {
 // BenchmarkHandlerCachedToken is okproxy's request path with a cached token,
 // 200 rules, and an audit sink that discards.
 func BenchmarkHandlerCachedToken(b *testing.B) {
-	u := benchUpstream(b)
+	benchHandler(b, benchUpstream(b), nil)
+}
+
+// benchHandler drives okproxy's handler (cached token, 200 rules, metrics,
+// identity headers; audit events discarded) towards upstream over transport
+// (nil: the real one).
+func benchHandler(b *testing.B, upstream *url.URL, transport http.RoundTripper) {
 	iss, err := oktatest.New()
 	if err != nil {
 		b.Fatal(err)
@@ -97,7 +103,8 @@ func BenchmarkHandlerCachedToken(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := New(Config{Upstream: u, Verifier: v, Snapshots: &staticSnap{&snapshot.Snapshot{PolicyVersion: 1, Policy: p}}, Audit: discardSink{}})
+	h, err := New(Config{Upstream: upstream, Transport: transport, Verifier: v,
+		Snapshots: &staticSnap{&snapshot.Snapshot{PolicyVersion: 1, Policy: p}}, Audit: discardSink{}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -129,29 +136,9 @@ func BenchmarkInMemoryBare(b *testing.B) {
 	drive(b, rp, iss.Mint(oktatest.Claims{Subject: "load@example.com", Groups: []string{"Finance", "Team7", "Team9"}}))
 }
 
-// BenchmarkInMemoryHandler: okproxy's handler (cached token, 200 rules,
-// metrics, identity headers; audit events discarded) over cannedTransport.
-// Its difference to BenchmarkInMemoryBare is okproxy's own cost per request.
+// BenchmarkInMemoryHandler: okproxy's handler over cannedTransport. Its
+// difference to BenchmarkInMemoryBare is okproxy's own cost per request.
 func BenchmarkInMemoryHandler(b *testing.B) {
 	u, _ := url.Parse("http://upstream.invalid")
-	iss, err := oktatest.New()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer iss.Close()
-	v, err := authn.New(context.Background(), authn.Config{Issuer: iss.Issuer(), Audiences: []string{"api://default"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer v.Close()
-	p, err := policy.Compile(benchRules(200))
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, err := New(Config{Upstream: u, Transport: cannedTransport{}, Verifier: v,
-		Snapshots: &staticSnap{&snapshot.Snapshot{PolicyVersion: 1, Policy: p}}, Audit: discardSink{}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	drive(b, h, iss.Mint(oktatest.Claims{Subject: "load@example.com", Groups: []string{"Finance", "Team7", "Team9"}}))
+	benchHandler(b, u, cannedTransport{})
 }
