@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/okproxy/okproxy/internal/audit"
 )
@@ -26,23 +27,6 @@ func emptyIfNil(s []string) []string {
 	return s
 }
 
-// auditRows feeds events to CopyFrom without building a [][]any up front.
-type auditRows struct {
-	events []*audit.Event
-	i      int
-	row    []any
-}
-
-func (r *auditRows) Next() bool { r.i++; return r.i <= len(r.events) }
-func (r *auditRows) Err() error { return nil }
-func (r *auditRows) Values() ([]any, error) {
-	e := r.events[r.i-1]
-	r.row = append(r.row[:0], e.Time, e.ID, e.RequestID, e.Replica, e.Method, e.Host, e.Path, int32(e.Status),
-		e.Decision, e.Reason, e.PolicyVersion, emptyIfNil(e.Rules), e.Rule, e.Shadow, e.Subject, e.UserID,
-		e.Email, emptyIfNil(e.Groups), e.ClientIP, e.UserAgent, e.JTI, e.ClientID, e.LatencyMS)
-	return r.row, nil
-}
-
 // InsertAuditEvents appends events with one COPY and reports how many it
 // inserted. Should some of them exist already (a batch whose commit succeeded
 // although the client saw an error, spooled and replayed; or a replay
@@ -53,7 +37,12 @@ func (s *Store) InsertAuditEvents(ctx context.Context, events []*audit.Event) (i
 	if len(events) == 0 {
 		return 0, nil
 	}
-	n, err := s.pool.CopyFrom(ctx, pgx.Identifier{"audit_events"}, auditColumns, &auditRows{events: events})
+	var n int64
+	err := s.pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
+		var err error
+		n, err = copyAudit(ctx, c.Conn().PgConn(), "audit_events", events)
+		return err
+	})
 	if isUniqueViolation(err) {
 		return s.InsertAuditEventsIdempotent(ctx, events)
 	}
@@ -77,7 +66,7 @@ func (s *Store) InsertAuditEventsIdempotent(ctx context.Context, events []*audit
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE okproxy_audit_replay (LIKE audit_events INCLUDING DEFAULTS) ON COMMIT DROP`); err != nil {
 			return err
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"okproxy_audit_replay"}, auditColumns, &auditRows{events: events}); err != nil {
+		if _, err := copyAudit(ctx, tx.Conn().PgConn(), "okproxy_audit_replay", events); err != nil {
 			return err
 		}
 		cols := strings.Join(auditColumns, ", ")
