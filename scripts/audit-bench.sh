@@ -14,6 +14,6 @@ events="${1:-1}"
 label="$events"; [ "$events" = 1 ] && label=1000000
 echo "== query latency over $label events" >&2
 OKPROXY_AUDIT_BENCH="$events" OKPROXY_AUDIT_BENCH_PLANS="${PLANS:-}" \
-	go test -count=1 -run '^$' -bench '^BenchmarkAuditQueryLatency1M$' -benchtime 1x -v -timeout 60m ./internal/store/
+	go test -tags auditbench -count=1 -run '^$' -bench '^BenchmarkAuditQueryLatency1M$' -benchtime 1x -v -timeout 60m ./internal/store/
 echo "== ingest (events/s per batch size) and the writer end to end" >&2
 go test -count=1 -run '^$' -bench 'Ingest|Writer' -benchtime 200000x -timeout 60m ./internal/audit/
