@@ -70,12 +70,12 @@ func (l *linter) groups() []Finding {
 			if !l.in.Directory.Synced {
 				f.Message = fmt.Sprintf("group %q is not known: the Okta directory has never been synced (%s)", u.ref.String(), users)
 				f.Fix = "Run okproxy groups sync; lint then checks the name against Okta. " +
-					"Until then it only matches tokens whose groups claim carries that exact name."
+					"Until then it only matches tokens whose groups claim carries that name (compared case-insensitively, as every group name is)."
 				break
 			}
 			f.Message = fmt.Sprintf("group %q is not in the synced Okta directory (%s)", u.ref.Name, users)
 			f.Fix = "Correct the name (okproxy groups list shows the synced groups), or create the group in Okta and run okproxy groups sync. " +
-				"Until then it only matches tokens whose groups claim carries that exact name."
+				"Until then it only matches tokens whose groups claim carries that name (compared case-insensitively, as every group name is)."
 		case deleted:
 			f.Check = DeletedGroup
 			f.Message = fmt.Sprintf("group %q (%s) is no longer in the synced Okta directory: deleted in Okta or filtered out of the sync (%s)", u.ref.Name, u.ref.ID, users)
