@@ -43,13 +43,16 @@ func benchRules(n int) []policy.Rule {
 }
 
 // drive sends b.N requests through h in parallel, as an HTTP server would
-// hand them over (no client or network in the loop).
+// hand them over (no client or network in the loop): each goroutine's
+// requests carry the context ConnContext gives a connection.
 func drive(b *testing.B, h http.Handler, token string) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
+		// Each goroutine is one keep-alive client connection.
+		conn := ConnContext(context.Background(), nil)
 		for pb.Next() {
-			req := httptest.NewRequest("GET", "/bench", nil)
+			req := httptest.NewRequestWithContext(conn, "GET", "/bench", nil)
 			req.RemoteAddr = "127.0.0.1:40000"
 			if token != "" {
 				req.Header.Set("Authorization", "Bearer "+token)

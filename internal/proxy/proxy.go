@@ -54,6 +54,13 @@ type Verifier interface {
 	Verify(ctx context.Context, raw string) (*authn.Identity, error)
 }
 
+// HeaderVerifier is a Verifier that also parses the Authorization header
+// itself (authn.Verifier): BearerTokenFromHeader followed by Verify, with a
+// per-connection memo (see ConnContext).
+type HeaderVerifier interface {
+	VerifyHeader(ctx context.Context, h http.Header, memo *authn.HeaderMemo) (*authn.Identity, bool, error)
+}
+
 // Snapshots gives the policy snapshot in force (internal/snapshot).
 type Snapshots interface {
 	Current() *snapshot.Snapshot
@@ -214,18 +221,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// 3. Authentication: a token that is present must be valid, even on public routes.
-	tok, present, err := authn.BearerTokenFromHeader(r.Header)
+	var caller *policy.Caller
+	ident, present, err := h.verify(r)
 	if err != nil {
 		h.refuse(w, r, st, policy.ReasonInvalidToken, err.Error())
 		return
 	}
-	var caller *policy.Caller
 	if present {
-		st.ident, err = h.cfg.Verifier.Verify(r.Context(), tok)
-		if err != nil {
-			h.refuse(w, r, st, policy.ReasonInvalidToken, err.Error())
-			return
-		}
+		st.ident = ident
 		m := h.callerFor(st.ident, st.snap.Directory)
 		st.groups, st.groupNames, st.groupsHeader = m.groups, m.names, m.header
 		if m.user != nil && !m.user.Active() {
@@ -283,6 +286,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.cfg.Audit.Commit(h.event(r, st, status, reason))
 	h.observe(st, status, reason)
+}
+
+// verify authenticates r: present is false only without credentials. A
+// verifier that can read the header itself gets the connection's memo.
+func (h *Handler) verify(r *http.Request) (id *authn.Identity, present bool, err error) {
+	ctx := r.Context()
+	if hv, ok := h.cfg.Verifier.(HeaderVerifier); ok {
+		memo, _ := ctx.Value(connMemoKey{}).(*authn.HeaderMemo)
+		return hv.VerifyHeader(ctx, r.Header, memo)
+	}
+	tok, present, err := authn.BearerTokenFromHeader(r.Header)
+	if err != nil || !present {
+		return nil, present, err
+	}
+	id, err = h.cfg.Verifier.Verify(ctx, tok)
+	return id, true, err
+}
+
+type connMemoKey struct{}
+
+// ConnContext is for http.Server.ConnContext: it gives each client
+// connection the memo through which a HeaderVerifier skips re-parsing the
+// Authorization header a keep-alive connection repeats.
+func ConnContext(ctx context.Context, _ net.Conn) context.Context {
+	return context.WithValue(ctx, connMemoKey{}, new(authn.HeaderMemo))
 }
 
 // rewrite builds the outbound request: canonical path, identity headers,

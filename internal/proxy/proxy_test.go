@@ -567,3 +567,71 @@ func TestTruncateKeepsCharactersWhole(t *testing.T) {
 		}
 	}
 }
+
+// memoRecorder is a HeaderVerifier that notes which memo each request got.
+type memoRecorder struct {
+	*authn.Verifier
+	mu    sync.Mutex
+	memos []*authn.HeaderMemo
+}
+
+func (m *memoRecorder) VerifyHeader(ctx context.Context, h http.Header, memo *authn.HeaderMemo) (*authn.Identity, bool, error) {
+	m.mu.Lock()
+	m.memos = append(m.memos, memo)
+	m.mu.Unlock()
+	return m.Verifier.VerifyHeader(ctx, h, memo)
+}
+
+// TestConnContextGivesEachConnectionAMemo: with ConnContext on the server,
+// requests on one connection share a memo and other connections get their
+// own; a verifier that cannot read headers still works.
+func TestConnContextGivesEachConnectionAMemo(t *testing.T) {
+	t.Parallel()
+	var rec *memoRecorder
+	e := newEnv(t, func(c *Config) {
+		rec = &memoRecorder{Verifier: c.Verifier.(*authn.Verifier)}
+		c.Verifier = rec
+	})
+	srv := httptest.NewUnstartedServer(e.h)
+	srv.Config.ConnContext = ConnContext
+	srv.Start()
+	t.Cleanup(srv.Close)
+	tok := e.token("alice@example.com", []string{"Finance"})
+	for range 2 {
+		client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+		for range 2 {
+			req, _ := http.NewRequest("GET", srv.URL+"/billing/x", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			res, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode != 200 {
+				t.Fatalf("status %d", res.StatusCode)
+			}
+		}
+		client.CloseIdleConnections()
+	}
+	m := rec.memos
+	if len(m) != 4 || m[0] == nil || m[0] != m[1] || m[2] != m[3] || m[0] == m[2] {
+		t.Errorf("memos per request %p: want one per connection, shared by its requests", m)
+	}
+
+	// A plain Verifier (Verify only) gets the header parsed by the handler.
+	plain := newEnv(t, func(c *Config) { c.Verifier = verifyOnly{c.Verifier} })
+	tok = plain.token("alice@example.com", []string{"Finance"})
+	if r := plain.raw("GET", "/billing/x", bearer(tok)); r.status != 200 {
+		t.Errorf("Verify-only verifier, valid token: %d", r.status)
+	}
+	if r := plain.raw("GET", "/billing/x", map[string]string{"Authorization": "Basic " + tok}); r.status != 401 {
+		t.Errorf("Verify-only verifier, Basic credentials: %d", r.status)
+	}
+}
+
+type verifyOnly struct{ v Verifier }
+
+func (o verifyOnly) Verify(ctx context.Context, raw string) (*authn.Identity, error) {
+	return o.v.Verify(ctx, raw)
+}

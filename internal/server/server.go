@@ -260,6 +260,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.main = &http.Server{
 		Handler:           s.handler,
+		ConnContext:       proxy.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,

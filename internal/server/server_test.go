@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -408,4 +409,59 @@ func selfSigned(t *testing.T, dir string) (string, string) {
 	os.WriteFile(cf, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(kf, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 	return cf, kf
+}
+
+// TestOneConnectionManyTokens: serve memoises the Authorization header per
+// client connection; a keep-alive connection that changes tokens, or sends
+// a forged one after a valid one, must be judged on each request's own.
+func TestOneConnectionManyTokens(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "", nil)
+	h.addRule(policy.Rule{Name: "billing", Path: "/billing/**", Allow: []policy.GroupRef{{Name: "Finance"}}})
+	h.waitStatus("/billing/x", h.iss.Mint(oktatest.Claims{Groups: []string{"Finance"}}), 200, 5*time.Second)
+	alice := h.iss.Mint(oktatest.Claims{Subject: "alice@example.com", Groups: []string{"Finance"}})
+	bob := h.iss.Mint(oktatest.Claims{Subject: "bob@example.com", Groups: []string{"Sales"}})
+	forged := h.iss.Forge(oktatest.ForgeTamperedPayload, oktatest.Claims{Subject: "mallory@example.com", Groups: []string{"Finance"}})
+
+	if h.srv.main.ConnContext == nil {
+		t.Fatal("serve's HTTP server gives connections no memo (proxy.ConnContext)")
+	}
+	conn, err := net.Dial("tcp", h.srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	for i, step := range []struct {
+		auth     string // the whole Authorization header line, "" for none
+		wantCode int
+		wantBody string
+	}{
+		{"Authorization: Bearer " + alice, 200, "user=alice@example.com"},
+		{"Authorization: Bearer " + alice, 200, "user=alice@example.com"},
+		{"Authorization: Bearer " + bob, 403, `"forbidden"`},
+		{"Authorization: Bearer " + alice, 200, "user=alice@example.com"},
+		{"Authorization: Bearer " + forged, 401, `"invalid_token"`},
+		{"Authorization: Bearer " + alice + "\r\nAuthorization: Bearer " + alice, 401, `"invalid_token"`},
+		{"Authorization: Basic " + alice, 401, `"invalid_token"`},
+		{"", 401, `"unauthorized"`},
+		{"Authorization: bearer " + alice, 200, "user=alice@example.com"},
+	} {
+		req := "GET /billing/x HTTP/1.1\r\nHost: api.example.com\r\n"
+		if step.auth != "" {
+			req += step.auth + "\r\n"
+		}
+		if _, err := io.WriteString(conn, req+"\r\n"); err != nil {
+			t.Fatalf("step %d: write: %v", i, err)
+		}
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("step %d: the connection did not stay open: %v", i, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != step.wantCode || !strings.Contains(string(b), step.wantBody) {
+			t.Errorf("step %d: %d %q, want %d and %q", i, res.StatusCode, b, step.wantCode, step.wantBody)
+		}
+	}
 }
