@@ -8,6 +8,9 @@
 #   LAYOUT=pinned make load        # each proxy on CPU 0 alone; wrk, upstream, issuer, PostgreSQL on CPU 1
 #   CPUPROBE=1 make load           # also CPU time per request of each process, per round
 #   HEADERS=1 make load            # first: the upstream's cost of okproxy's identity headers
+#   NOAUDIT=1 make load            # measurement only: okproxy built from HEAD with
+#                                  # scripts/load-noaudit.patch, which drops every audit
+#                                  # event, to see what the audit trail costs
 #
 # LAYOUT=shared (default) lets every process use every core, so PostgreSQL's
 # work for the audit rows and the upstream's work for the identity headers
@@ -57,6 +60,16 @@ OKPROXY_DATABASE_URL="$(printf '%s' "$DATABASE_URL" | sed -E 's#^(postgres(ql)?:
 export OKPROXY_ACTOR=load
 bin/okproxy migrate up >/dev/null
 
+SERVE_BIN=bin/okproxy
+if [ -n "${NOAUDIT:-}" ]; then
+	# Never a product build: the committed tree at HEAD plus the patch, built apart.
+	git archive --format=tar HEAD | tar -x -C "$work" --one-top-level=src
+	patchfile="$PWD/scripts/load-noaudit.patch"
+	(cd "$work/src" && git apply -p1 "$patchfile" && go build -o "$work/okproxy-noaudit" ./cmd/okproxy)
+	SERVE_BIN="$work/okproxy-noaudit"
+	echo "load: NOAUDIT=1: okproxy serve drops every audit event (scripts/load-noaudit.patch)" >&2
+fi
+
 okta_port=$(free_port); up_port=$(free_port); px_port=$(free_port); adm_port=$(free_port); bare_port=$(free_port)
 if [ "$LAYOUT" = pinned ]; then
 	# The running cluster: the postmaster's new backends inherit its CPU.
@@ -73,7 +86,7 @@ for i in $(seq 1 199); do
 done
 bin/okproxy rules add bench --path /bench --method GET --allow Finance 2>/dev/null >/dev/null
 
-"${PXCPU[@]}" bin/okproxy serve --upstream "http://127.0.0.1:$up_port" --issuer "http://127.0.0.1:$okta_port/oauth2/default" \
+"${PXCPU[@]}" "$SERVE_BIN" serve --upstream "http://127.0.0.1:$up_port" --issuer "http://127.0.0.1:$okta_port/oauth2/default" \
 	--audience api://default --listen "127.0.0.1:$px_port" --admin-listen "127.0.0.1:$adm_port" \
 	--audit-spool-dir "$work/spool" --log-level warn ${SERVE_FLAGS:-} 2>"$work/serve.log" & pids+=($!)
 for i in $(seq 1 200); do curl -fsS "http://127.0.0.1:$adm_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -151,11 +164,11 @@ for r in $(seq 1 "$ROUNDS"); do
 	round bare "$bare_port" "devtool bareproxy"
 	prof=""
 	if [ -n "${PROFILE:-}" ]; then curl -s -o "$PROFILE" "http://127.0.0.1:$adm_port/debug/pprof/profile?seconds=4" & prof=$!; fi
-	round okproxy "$px_port" "okproxy serve"
+	round okproxy "$px_port" "serve --upstream"
 	if [ -n "$prof" ]; then wait "$prof" || true; fi
 done
 
-echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds alternating bare/okproxy, LAYOUT=$LAYOUT, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds alternating bare/okproxy, LAYOUT=$LAYOUT${NOAUDIT:+, NOAUDIT=1 (serve drops every audit event)}, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
 echo "| round | bare req/s | bare p99 | okproxy req/s | okproxy p99 | okproxy/bare |"
 echo "| --- | --- | --- | --- | --- | --- |"
