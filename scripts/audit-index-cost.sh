@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # PostgreSQL's time per audit row under each index layout: inserts 200,000
 # rows, in time order, into a table shaped like audit_events with the index
-# set of migration 00005 ((key, time DESC)) and of 00009 ((key, time)), and
-# with the primary key alone. Two traffic shapes: "steady" is one caller on
+# set of migration 00005 ((key, time DESC)), of 00009 ((key, time)), of 00010
+# (00009 plus the ingested_at column and its BRIN index), and with the primary
+# key alone. Two traffic shapes: "steady" is one caller on
 # one path (what scripts/load.sh sends), "mixed" is 300 callers, 50 paths,
 # 200 rules, 5 % denials. Prints ms per layout and µs per row; docs/PERFORMANCE.md
 # has the numbers. Not part of `make test` (about two minutes).
@@ -47,6 +48,9 @@ asc="$common CREATE INDEX ON t (lower(subject), time);
  CREATE INDEX ON t (user_id, time) WHERE user_id <> ''; CREATE INDEX ON t (status, time);
  CREATE INDEX ON t (path text_pattern_ops, time); CREATE INDEX ON t (decision, reason, time);"
 
+ingest="$asc ALTER TABLE t ADD COLUMN ingested_at timestamptz NOT NULL DEFAULT now();
+ CREATE INDEX ON t USING brin (ingested_at);"
+
 insert_ms() { # source, index statements
 	psql "$url" -XqAt -v ON_ERROR_STOP=1 <<SQL | awk '/^Time:/ {print $2}' | tail -1
 SET client_min_messages = warning;
@@ -64,8 +68,13 @@ echo "| traffic | indexes | ms for $rows rows | µs per row |"
 echo "| --- | --- | --- | --- |"
 for r in $(seq 1 "$repeats"); do
 	for src in steady mixed; do
-		for layout in pk desc asc; do
-			case $layout in pk) ix="" ; name="primary key only" ;; desc) ix="$desc"; name="00005: (key, time DESC)" ;; asc) ix="$asc"; name="00009: (key, time)" ;; esac
+		for layout in pk desc asc ingest; do
+			case $layout in
+			pk) ix="" ; name="primary key only" ;;
+			desc) ix="$desc"; name="00005: (key, time DESC)" ;;
+			asc) ix="$asc"; name="00009: (key, time)" ;;
+			ingest) ix="$ingest"; name="00010: 00009 + ingested_at, BRIN" ;;
+			esac
 			ms="$(insert_ms "src_$src" "$ix")"
 			awk -v s="$src" -v n="$name" -v ms="$ms" -v rows="$rows" 'BEGIN {printf "| %s | %s | %.0f | %.1f |\n", s, n, ms, ms * 1000 / rows}'
 		done

@@ -220,43 +220,86 @@ func csvSafe(s string) string {
 	return s
 }
 
-// followOverlap is how far back each poll looks before the newest event
-// already printed: events are batched for up to a second or two before they
-// are visible, so one that happened earlier may appear later. Event ids
-// printed within the overlap are remembered so nothing prints twice.
-// Events that become visible later than this (replayed from a spool after a
-// database outage) are not printed by --follow; `audit query` finds them.
-const followOverlap = 10 * time.Second
+// followOverlap is how far back in ingestion time each poll looks before
+// the newest event already seen. An event is stamped with the start of the
+// transaction that inserts it (ingested_at) and is visible once that
+// transaction commits; the audit writer bounds every insert to 10 s, so an
+// event is never visible later than that after its ingested_at. Event ids
+// seen within the overlap are remembered so nothing prints twice.
+const followOverlap = 15 * time.Second
 
-// auditFollow prints the newest page oldest first, then polls for new events
-// until ctx ends.
+// followPage bounds one poll's statement; a poll reads pages until it is
+// caught up.
+const followPage = 5000
+
+// auditFollow prints the newest page oldest first, then, until ctx ends,
+// every matching event that becomes visible after it started, in the order
+// PostgreSQL took them in. That includes events older than the page that
+// arrive late, such as a batch serve replays from its spool after a
+// database outage.
 func auditFollow(ctx context.Context, st *store.Store, f audit.Filter, out *auditPrinter, every time.Duration) error {
+	start, err := st.DatabaseNow(ctx)
+	if err != nil {
+		return err
+	}
+	// seen holds the events of the last followOverlap of ingestion that
+	// were already visible or printed, with their ingestion time (or a
+	// later time: an entry is forgotten once polls can no longer return it).
+	seen := map[[16]byte]time.Time{}
+	cursor := start // the newest ingestion time seen
+	poll := func(printing bool) error {
+		from := cursor.Add(-followOverlap)
+		for pos := (store.FollowPos{}); ; {
+			evs, err := st.FollowAuditEvents(ctx, f, from, pos, followPage)
+			if err != nil {
+				return err
+			}
+			var fresh []audit.Event
+			for _, e := range evs {
+				if _, ok := seen[e.ID]; !ok {
+					seen[e.ID] = e.Ingested
+					fresh = append(fresh, e.Event)
+				}
+				if e.Ingested.After(cursor) {
+					cursor = e.Ingested
+				}
+			}
+			if printing {
+				if err := out.print(fresh); err != nil {
+					return err
+				}
+			}
+			if len(evs) < followPage {
+				break
+			}
+			pos = evs[len(evs)-1].Pos()
+		}
+		for id, at := range seen {
+			if at.Before(cursor.Add(-followOverlap)) {
+				delete(seen, id)
+			}
+		}
+		return nil
+	}
+	// What was visible when we started is the page's business (or
+	// `audit query`'s), not the follow's.
+	if err := poll(false); err != nil {
+		return err
+	}
 	first, err := st.QueryAuditEvents(ctx, f)
 	if err != nil {
 		return err
 	}
-	slices.Reverse(first)
-	seen := map[[16]byte]time.Time{}
-	mark := f.Since
-	note := func(evs []audit.Event) []audit.Event {
-		fresh := evs[:0]
-		for _, e := range evs {
-			if _, ok := seen[e.ID]; ok {
-				continue
-			}
-			seen[e.ID] = e.Time
-			if e.Time.After(mark) {
-				mark = e.Time
-			}
-			fresh = append(fresh, e)
-		}
-		return fresh
-	}
-	if err := out.print(note(first)); err != nil {
+	pageEnd, err := st.DatabaseNow(ctx) // no event of the page was ingested later
+	if err != nil {
 		return err
 	}
-	if now := time.Now(); mark.After(now) {
-		mark = now // an event stamped in the future must not hide the present
+	slices.Reverse(first)
+	for _, e := range first {
+		seen[e.ID] = pageEnd
+	}
+	if err := out.print(first); err != nil {
+		return err
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -266,40 +309,11 @@ func auditFollow(ctx context.Context, st *store.Store, f audit.Filter, out *audi
 			return nil
 		case <-t.C:
 		}
-		from := mark.Add(-followOverlap)
-		if from.Before(f.Since) {
-			from = f.Since
-		}
-		pf := f
-		pf.Limit = 5000
-		for cursor := from; ; {
-			evs, err := st.FollowAuditEvents(ctx, pf, cursor)
+		if err := poll(true); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if err != nil {
-				return err
-			}
-			last := cursor
-			if len(evs) > 0 {
-				last = evs[len(evs)-1].Time
-			}
-			if err := out.print(note(evs)); err != nil {
-				return err
-			}
-			// A full page: more may follow in this window.
-			if len(evs) < pf.Limit || !last.After(cursor) {
-				break
-			}
-			cursor = last
-		}
-		for id, at := range seen {
-			if at.Before(from.Add(-time.Second)) {
-				delete(seen, id)
-			}
-		}
-		if now := time.Now(); mark.After(now) {
-			mark = now
+			return err
 		}
 	}
 }

@@ -269,31 +269,67 @@ func (s *Store) ExplainAuditQuery(ctx context.Context, f audit.Filter) (string, 
 	return strings.TrimSpace(b.String()), err
 }
 
-// FollowAuditEvents returns events matching f with time at or after from,
-// oldest first, at most f.Limit (default 10000). `audit query --follow`
-// polls it with windows that overlap the previous poll and drops event ids
-// it has already printed; the window is small, so plain OR conditions do.
-func (s *Store) FollowAuditEvents(ctx context.Context, f audit.Filter, from time.Time) ([]audit.Event, error) {
-	f.Since = from
+// FollowedEvent is an event and when PostgreSQL took it in (ingested_at:
+// the start of the inserting transaction).
+type FollowedEvent struct {
+	audit.Event
+	Ingested time.Time
+}
+
+// FollowPos is a position in ingestion order (events taken in by one
+// transaction in time order); the zero value is the start.
+type FollowPos struct {
+	Ingested, Time time.Time
+	ID             [16]byte
+}
+
+// Pos is e's position in ingestion order.
+func (e FollowedEvent) Pos() FollowPos { return FollowPos{e.Ingested, e.Time, e.ID} }
+
+// FollowAuditEvents returns events matching f that were ingested at or after
+// from and come after pos, in ingestion order, at most limit. f's Since and
+// Until do not apply: `audit query --follow` prints what arrives, and an
+// event replayed from a spool arrives long after its own time.
+func (s *Store) FollowAuditEvents(ctx context.Context, f audit.Filter, from time.Time, pos FollowPos, limit int) ([]FollowedEvent, error) {
+	f.Since, f.Until = time.Time{}, time.Time{}
 	q, err := s.planAuditQuery(ctx, f)
 	if err != nil {
 		return nil, err
+	}
+	q.where = append(q.where, "ingested_at >= "+q.arg(from))
+	if !pos.Ingested.IsZero() {
+		q.where = append(q.where, "(ingested_at, time, event_id) > ("+q.arg(pos.Ingested)+", "+q.arg(pos.Time)+", "+q.arg(pos.ID)+"::uuid)")
 	}
 	where := q.whereSQL()
 	if len(q.branches) > 0 {
 		where += " AND ((" + strings.Join(q.branches, ") OR (") + "))"
 	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 10000
-	}
-	args := append(q.args, limit)
-	sql := fmt.Sprintf("SELECT %s FROM audit_events WHERE %s ORDER BY time ASC, event_id LIMIT $%d", auditSelectCols, where, len(args))
-	out, err := scanAuditEvents(ctx, s.pool, sql, args)
+	sql := fmt.Sprintf("SELECT %s, ingested_at FROM audit_events WHERE %s ORDER BY ingested_at, time, event_id LIMIT %s",
+		auditSelectCols, where, q.arg(max(limit, 1)))
+	rows, err := s.pool.Query(ctx, sql, q.args...)
 	if err != nil {
 		return nil, fmt.Errorf("follow audit events: %w", err)
 	}
+	defer rows.Close()
+	var out []FollowedEvent
+	for rows.Next() {
+		var e FollowedEvent
+		if err := scanAuditEvent(rows, &e.Event, &e.Ingested); err != nil {
+			return nil, fmt.Errorf("follow audit events: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("follow audit events: %w", err)
+	}
 	return out, nil
+}
+
+// DatabaseNow is PostgreSQL's clock, the one ingested_at is read from.
+func (s *Store) DatabaseNow(ctx context.Context) (time.Time, error) {
+	var t time.Time
+	err := s.pool.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&t)
+	return t, err
 }
 
 func scanAuditEvents(ctx context.Context, q querier, sql string, args []any) ([]audit.Event, error) {
@@ -305,15 +341,24 @@ func scanAuditEvents(ctx context.Context, q querier, sql string, args []any) ([]
 	var out []audit.Event
 	for rows.Next() {
 		var e audit.Event
-		var status int32
-		if err := rows.Scan(&e.Time, &e.ID, &e.RequestID, &e.Replica, &e.Method, &e.Host, &e.Path, &status,
-			&e.Decision, &e.Reason, &e.PolicyVersion, &e.Rules, &e.Rule, &e.Shadow, &e.Subject, &e.UserID,
-			&e.Email, &e.Groups, &e.ClientIP, &e.UserAgent, &e.JTI, &e.ClientID, &e.LatencyMS); err != nil {
+		if err := scanAuditEvent(rows, &e); err != nil {
 			return nil, err
 		}
-		e.Status = int(status)
-		e.Rules, e.Groups = emptyIfNil(e.Rules), emptyIfNil(e.Groups)
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// scanAuditEvent reads auditSelectCols into e, then any extra columns.
+func scanAuditEvent(rows pgx.Rows, e *audit.Event, extra ...any) error {
+	var status int32
+	dest := append([]any{&e.Time, &e.ID, &e.RequestID, &e.Replica, &e.Method, &e.Host, &e.Path, &status,
+		&e.Decision, &e.Reason, &e.PolicyVersion, &e.Rules, &e.Rule, &e.Shadow, &e.Subject, &e.UserID,
+		&e.Email, &e.Groups, &e.ClientIP, &e.UserAgent, &e.JTI, &e.ClientID, &e.LatencyMS}, extra...)
+	if err := rows.Scan(dest...); err != nil {
+		return err
+	}
+	e.Status = int(status)
+	e.Rules, e.Groups = emptyIfNil(e.Rules), emptyIfNil(e.Groups)
+	return nil
 }
