@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"flag"
 	"os"
@@ -116,6 +117,22 @@ func TestRulesCLIEndToEnd(t *testing.T) {
 	}
 	if len(list) != 5 || list[0]["name"] != "billing-read" {
 		t.Fatalf("json list: %v", list)
+	}
+	recs, err := csv.NewReader(strings.NewReader(mustRun(t, db, "rules", "list", "-o", "csv").stdout)).ReadAll()
+	if err != nil || len(recs) != 6 || strings.Join(recs[0], ",") !=
+		"name,path,methods,hosts,allow,allow_authenticated,public,deny,scopes,description,enabled,mode,created_at,updated_at" {
+		t.Fatalf("csv list: %q %v", recs, err)
+	}
+	for i, want := range []string{
+		"billing-read|/billing/**|GET||Auditors;Finance|false|false|||",
+		"health|/healthz|GET|||false|true|||",
+		"me|/me||api.example.com||true|false||profile:read|",
+		"new-export|/export/**|||Finance|false|false|||",
+		"no-contractors|/billing/**||||false|false|Contractors||",
+	} {
+		if got := strings.Join(recs[i+1][:10], "|"); got != want || recs[i+1][12] == "" {
+			t.Errorf("csv row %d: %q, want %q and a created_at", i+1, recs[i+1], want)
+		}
 	}
 	y := mustRun(t, db, "rules", "show", "billing-read", "-o", "yaml").stdout
 	if !strings.Contains(y, "name: billing-read") || !strings.Contains(y, "- GET") {

@@ -142,10 +142,10 @@ func (a *App) quotasList() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "list",
 		Short:   "List quotas",
-		Example: "  okproxy quotas list\n  okproxy quotas list -o json",
+		Example: "  okproxy quotas list\n  okproxy quotas list -o json\n  okproxy quotas list -o csv",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkFormat(output, "table", "json", "yaml"); err != nil {
+			if err := checkFormat(output, "table", "json", "yaml", "csv"); err != nil {
 				return err
 			}
 			st, err := a.openStore(cmd.Context())
@@ -161,6 +161,14 @@ func (a *App) quotasList() *cobra.Command {
 			for i, q := range qs {
 				views[i] = viewQuota(q)
 			}
+			if output == "csv" {
+				rows := make([][]string, 0, len(qs))
+				for _, q := range qs {
+					rows = append(rows, []string{q.Name, q.Group.String(), strconv.FormatInt(q.Limit, 10), quota.FormatWindow(q.WindowSeconds),
+						strconv.FormatInt(q.WindowSeconds, 10), string(q.Per), q.Path, strings.Join(q.Methods, ";"), csvTime(q.CreatedAt)})
+				}
+				return writeCSV(a.Stdout, []string{"name", "group", "limit", "window", "window_seconds", "per", "path", "methods", "created_at"}, rows)
+			}
 			return writeAs(a.Stdout, output, views, func() error {
 				t := newTable(a.Stdout, "NAME", "GROUP", "LIMIT", "WINDOW", "PER", "PATH", "METHODS")
 				for _, q := range qs {
@@ -171,7 +179,7 @@ func (a *App) quotasList() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json, yaml or csv")
 	return cmd
 }
 

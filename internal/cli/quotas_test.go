@@ -35,6 +35,12 @@ func TestQuotasCLIEndToEnd(t *testing.T) {
 	if len(list) != 2 || list[0]["name"] != "dev-tier" || list[0]["window"] != "1h" || list[0]["window_seconds"] != 3600.0 || list[1]["per"] != "group" {
 		t.Fatalf("json list: %v", list)
 	}
+	recs, err := csv.NewReader(strings.NewReader(mustRun(t, db, "quotas", "list", "-o", "csv").stdout)).ReadAll()
+	if err != nil || len(recs) != 3 || strings.Join(recs[0], ",") != "name,group,limit,window,window_seconds,per,path,methods,created_at" ||
+		strings.Join(recs[1][:8], ",") != "dev-tier,Developers,1000,1h,3600,user,/api/**," ||
+		strings.Join(recs[2][:8], ",") != "team,Analytics,50,1d,86400,group,/**,GET;POST" || recs[2][8] == "" {
+		t.Fatalf("csv list: %q %v", recs, err)
+	}
 	if y := mustRun(t, db, "quotas", "show", "team", "-o", "yaml").stdout; !strings.Contains(y, "window: 1d") || !strings.Contains(y, "- POST") {
 		t.Fatalf("yaml show:\n%s", y)
 	}
@@ -74,7 +80,7 @@ func TestQuotasCLIEndToEnd(t *testing.T) {
 	if len(us) != 1 || us[0].Granted != 30 || us[0].Used != 25 || us[0].Remaining != 970 || us[0].WindowEnd.Sub(us[0].WindowStart).Hours() != 1 {
 		t.Fatalf("usage json: %+v", us)
 	}
-	recs, err := csv.NewReader(strings.NewReader(mustRun(t, db, "quotas", "usage", "dev-tier", "-o", "csv").stdout)).ReadAll()
+	recs, err = csv.NewReader(strings.NewReader(mustRun(t, db, "quotas", "usage", "dev-tier", "-o", "csv").stdout)).ReadAll()
 	if err != nil || len(recs) != 2 || strings.Join(recs[0], ",") != "quota,per,key,subject,limit,granted,used,remaining,window_start,window_end" ||
 		strings.Join(recs[1][:8], ",") != "dev-tier,user,00ualice,alice@example.com,1000,30,25,970" {
 		t.Fatalf("usage csv: %v %v", recs, err)

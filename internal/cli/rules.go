@@ -183,10 +183,10 @@ func (a *App) rulesList() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "list",
 		Short:   "List rules",
-		Example: "  okproxy rules list\n  okproxy rules list -o json",
+		Example: "  okproxy rules list\n  okproxy rules list -o json\n  okproxy rules list -o csv > rules.csv",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkFormat(output, "table", "json", "yaml"); err != nil {
+			if err := checkFormat(output, "table", "json", "yaml", "csv"); err != nil {
 				return err
 			}
 			st, err := a.openStore(cmd.Context())
@@ -201,6 +201,9 @@ func (a *App) rulesList() *cobra.Command {
 			if rs == nil {
 				rs = []store.Rule{}
 			}
+			if output == "csv" {
+				return writeRulesCSV(a.Stdout, rs)
+			}
 			return writeAs(a.Stdout, output, rs, func() error {
 				t := newTable(a.Stdout, "NAME", "PATH", "METHODS", "HOSTS", "GRANTS", "DENY", "SCOPES", "MODE", "ENABLED")
 				for _, r := range rs {
@@ -211,8 +214,29 @@ func (a *App) rulesList() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json, yaml or csv")
 	return cmd
+}
+
+// writeRulesCSV writes one row per rule with the JSON field names as
+// header; lists are joined with ";" as in audit CSV, groups by name (their
+// Okta id when no name is known).
+func writeRulesCSV(w io.Writer, rs []store.Rule) error {
+	refs := func(gs []policy.GroupRef) string {
+		s := make([]string, len(gs))
+		for i, g := range gs {
+			s[i] = g.String()
+		}
+		return strings.Join(s, ";")
+	}
+	rows := make([][]string, 0, len(rs))
+	for _, r := range rs {
+		rows = append(rows, []string{r.Name, r.Path, strings.Join(r.Methods, ";"), strings.Join(r.Hosts, ";"), refs(r.Allow),
+			strconv.FormatBool(r.AllowAuthenticated), strconv.FormatBool(r.Public), refs(r.Deny), strings.Join(r.Scopes, ";"),
+			r.Description, strconv.FormatBool(r.Enabled), string(r.Mode), csvTime(r.CreatedAt), csvTime(r.UpdatedAt)})
+	}
+	return writeCSV(w, []string{"name", "path", "methods", "hosts", "allow", "allow_authenticated", "public", "deny", "scopes",
+		"description", "enabled", "mode", "created_at", "updated_at"}, rows)
 }
 
 func (a *App) rulesShow() *cobra.Command {
