@@ -59,3 +59,21 @@ func BenchmarkVerifyCold(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRefuseReplayed: one bad token sent again and again, as a client
+// that never refreshes its expired token, or a forger, does.
+func BenchmarkRefuseReplayed(b *testing.B) {
+	srv := shared(b)
+	for _, f := range []oktatest.Forgery{oktatest.ForgeExpired, oktatest.ForgeWrongAudience, oktatest.ForgeBadSignature} {
+		b.Run(f.String(), func(b *testing.B) {
+			v := newVerifier(b, srv, nil)
+			tok := srv.Forge(f, oktatest.Claims{})
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := v.Verify(context.Background(), tok); err == nil {
+					b.Fatal("accepted")
+				}
+			}
+		})
+	}
+}

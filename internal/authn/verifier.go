@@ -37,6 +37,10 @@ var ErrInvalidToken = errors.New("invalid token")
 // with the full 100 groups stay well under it.
 const maxTokenBytes = 64 << 10
 
+// maxRefusals bounds the tokens remembered as refused for good (see
+// refusals.go): 4,096 keys and errors, well under a megabyte.
+const maxRefusals = 4096
+
 // Identity is what a verified token says about its caller. An Identity
 // returned by Verify may be shared with other callers through the cache:
 // treat it, and its slices, as read-only.
@@ -72,12 +76,13 @@ func (id *Identity) SetMemo(v any) { id.memo.Store(&v) }
 // Verifier verifies access tokens of one issuer. It is safe for
 // concurrent use; Close stops its background key refresh.
 type Verifier struct {
-	cfg     Config
-	algs    []jose.SignatureAlgorithm
-	allowed map[string]bool
-	oidc    *oidc.IDTokenVerifier
-	keys    *keySet
-	cache   *tokenCache // nil when disabled
+	cfg      Config
+	algs     []jose.SignatureAlgorithm
+	allowed  map[string]bool
+	oidc     *oidc.IDTokenVerifier
+	keys     *keySet
+	cache    *tokenCache // nil when disabled
+	refusals *refusalMemory
 
 	hits, misses atomic.Int64
 	closeOnce    sync.Once
@@ -119,7 +124,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		return nil, fmt.Errorf("discover issuer %s: %w", cfg.Issuer, err)
 	}
 
-	v := &Verifier{cfg: cfg, allowed: make(map[string]bool), keys: newKeySet(meta.JWKSURI, cfg)}
+	v := &Verifier{cfg: cfg, allowed: make(map[string]bool), keys: newKeySet(meta.JWKSURI, cfg), refusals: newRefusalMemory(maxRefusals)}
 	for _, a := range cfg.AllowedAlgs {
 		v.algs = append(v.algs, jose.SignatureAlgorithm(a))
 		v.allowed[a] = true
@@ -157,6 +162,8 @@ type Stats struct {
 	CacheMisses     int64     // Verify calls that verified the token
 	CacheEntries    int       // tokens cached now
 	SignatureChecks int64     // signature verifications performed
+	Refusals        int       // tokens remembered as refused for good (expired, wrong issuer or audience, bad signature under the current keys)
+	RefusalHits     int64     // Verify calls answered from that memory
 	KeyFetches      int64     // JWKS fetches attempted
 	KeyFetchErrors  int64     // JWKS fetches that failed
 	KeysFetchedAt   time.Time // last successful JWKS fetch (Config.Now clock); zero if none
@@ -174,6 +181,7 @@ func (v *Verifier) Stats() Stats {
 	if v.cache != nil {
 		s.CacheEntries = v.cache.len()
 	}
+	s.Refusals, s.RefusalHits = v.refusals.stats()
 	if ns := v.keys.lastSuccess.Load(); ns != 0 {
 		s.KeysFetchedAt = time.Unix(0, ns)
 	}
@@ -211,9 +219,17 @@ func (v *Verifier) verifyKeyed(ctx context.Context, raw string, key [sha256.Size
 			return id, nil
 		}
 	}
+	keys := v.keys.keys.Load()
+	if err := v.refusals.lookup(key, keys); err != nil {
+		return nil, err
+	}
 	v.misses.Add(1)
 	id, kid, err := v.verify(ctx, raw, now)
 	if err != nil {
+		var final unrepairable
+		if (errors.Is(err, errBadSignature) || errors.As(err, &final)) && keys != nil {
+			v.refusals.put(key, keys, err)
+		}
 		return nil, err
 	}
 	if v.cache != nil {
@@ -290,6 +306,9 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Iden
 		// Our reading of the header and go-jose's disagree (duplicate
 		// keys, say): refuse rather than pick one.
 		return nil, "", invalid("ambiguous header")
+	}
+	if err := v.screen(jws.UnsafePayloadWithoutVerification(), now); err != nil {
+		return nil, "", err
 	}
 	st := &verifyState{jws: jws}
 	tok, err := v.oidc.Verify(context.WithValue(ctx, stateKey{}, st), raw)
