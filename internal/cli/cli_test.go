@@ -109,6 +109,12 @@ func TestRulesCLIEndToEnd(t *testing.T) {
 	mustRun(t, db, "rules", "add", "me", "--path", "/me", "--allow-authenticated", "--host", "api.example.com", "--scope", "profile:read")
 	mustRun(t, db, "rules", "add", "new-export", "--path", "/export/**", "--allow", "Finance", "--mode", "report")
 
+	// A refused add warns about nothing it did not store.
+	if r := run(t, db, nil, "rules", "add", "billing-read", "--path", "/x", "--allow", "Nobody"); r.code != ExitUsage ||
+		!strings.Contains(r.stderr, "already exists") || strings.Contains(r.stderr, "warning") {
+		t.Fatalf("duplicate add: %+v", r)
+	}
+
 	golden(t, "rules_list.txt", mustRun(t, db, "rules", "list").stdout)
 
 	var list []map[string]any

@@ -101,13 +101,13 @@ func (a *App) quotasAdd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if len(unknown) > 0 {
-				a.warnf("group %q is not in the synced directory; stored by name and matched by name until then (run okproxy groups sync)", unknown[0])
-			}
 			q.Group = refs[0]
 			v, err := st.AddQuota(cmd.Context(), q, a.actorName())
 			if errors.Is(err, store.ErrExists) {
 				return usageErrorf("name: quota %q already exists (use quotas rm first)", q.Name)
+			}
+			if err == nil && len(unknown) > 0 {
+				a.warnf("group %q is not in the synced directory; stored by name and matched by name until then (run okproxy groups sync)", unknown[0])
 			}
 			if err != nil {
 				return err

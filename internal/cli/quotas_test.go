@@ -21,6 +21,10 @@ func TestQuotasCLIEndToEnd(t *testing.T) {
 		t.Fatalf("add: %+v", r)
 	}
 	mustRun(t, db, "quotas", "add", "team", "--group", "Analytics", "--limit", "50", "--window", "1d", "--method", "post,get", "--per", "group")
+	if r := run(t, db, nil, "quotas", "add", "team", "--group", "Nobody", "--limit", "5", "--window", "1h"); r.code != ExitUsage ||
+		!strings.Contains(r.stderr, "already exists") || strings.Contains(r.stderr, "warning") {
+		t.Fatalf("duplicate add: %+v", r)
+	}
 
 	out := mustRun(t, db, "quotas", "list").stdout
 	for _, want := range []string{"NAME", "dev-tier  Developers  1000", "1h", "/api/**", "team", "1d", "group", "GET,POST"} {

@@ -105,10 +105,11 @@ func (a *App) rulesAdd() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			if r.Allow, err = a.resolve(cmd, st, "allow", r.Allow); err != nil {
+			var warnings, more []string
+			if r.Allow, warnings, err = resolveGroups(cmd, st, "allow", r.Allow); err != nil {
 				return err
 			}
-			if r.Deny, err = a.resolve(cmd, st, "deny", r.Deny); err != nil {
+			if r.Deny, more, err = resolveGroups(cmd, st, "deny", r.Deny); err != nil {
 				return err
 			}
 			v, err := st.AddRule(ctx, r, a.actorName())
@@ -117,6 +118,10 @@ func (a *App) rulesAdd() *cobra.Command {
 			}
 			if err != nil {
 				return err
+			}
+			// Warnings about what was stored, once it is.
+			for _, w := range append(warnings, more...) {
+				a.warnf("%s", w)
 			}
 			fmt.Fprintf(a.Stdout, "rule %s added (policy version %d)\n", r.Name, v)
 			return nil
@@ -137,10 +142,11 @@ func (a *App) rulesAdd() *cobra.Command {
 	return cmd
 }
 
-// resolve binds group names to the synced directory, warning about unknown ones.
-func (a *App) resolve(cmd *cobra.Command, st *store.Store, field string, refs []policy.GroupRef) ([]policy.GroupRef, error) {
+// resolveGroups binds group names to the synced directory and returns a
+// warning for each name it does not know.
+func resolveGroups(cmd *cobra.Command, st *store.Store, field string, refs []policy.GroupRef) ([]policy.GroupRef, []string, error) {
 	if len(refs) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	names := make([]string, len(refs))
 	for i, g := range refs {
@@ -149,15 +155,16 @@ func (a *App) resolve(cmd *cobra.Command, st *store.Store, field string, refs []
 	out, unknown, err := st.ResolveGroups(cmd.Context(), names)
 	var amb *store.AmbiguousGroupError
 	if errors.As(err, &amb) {
-		return nil, usageErrorf("%s: %v", field, err)
+		return nil, nil, usageErrorf("%s: %v", field, err)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var warnings []string
 	for _, u := range unknown {
-		a.warnf("%s group %q is not in the synced directory; stored by name (run okproxy groups sync, then okproxy rules lint)", field, u)
+		warnings = append(warnings, fmt.Sprintf("%s group %q is not in the synced directory; stored by name (run okproxy groups sync, then okproxy rules lint)", field, u))
 	}
-	return out, nil
+	return out, warnings, nil
 }
 
 func groupNames(refs []policy.GroupRef) string {
