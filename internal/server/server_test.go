@@ -465,3 +465,84 @@ func TestOneConnectionManyTokens(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTP2StreamsManyTokens: over TLS serve speaks HTTP/2, whose streams
+// share one connection (and its Authorization memo) and run in parallel;
+// every stream is judged on its own token.
+func TestHTTP2StreamsManyTokens(t *testing.T) {
+	t.Parallel()
+	certFile, keyFile := selfSigned(t, t.TempDir())
+	h := newHarness(t, "", func(c *Config) { c.TLSCert = certFile; c.TLSKey = keyFile })
+	h.addRule(policy.Rule{Name: "billing", Path: "/billing/**", Allow: []policy.GroupRef{{Name: "Finance"}}})
+	users := []struct {
+		sub  string
+		tok  string
+		want int
+	}{
+		{"alice@example.com", "", 200}, {"bob@example.com", "", 403}, {"carol@example.com", "", 200},
+		{"mallory@example.com", "", 401},
+	}
+	for i := range users {
+		groups := []string{"Finance"}
+		if users[i].want == 403 {
+			groups = []string{"Sales"}
+		}
+		if users[i].want == 401 {
+			users[i].tok = h.iss.Forge(oktatest.ForgeTamperedPayload, oktatest.Claims{Subject: users[i].sub, Groups: []string{"Finance"}})
+			continue
+		}
+		users[i].tok = h.iss.Mint(oktatest.Claims{Subject: users[i].sub, Groups: groups})
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+		ForceAttemptHTTP2: true, MaxConnsPerHost: 1}}
+	get := func(tok string) (int, string, string, error) {
+		req, _ := http.NewRequest("GET", "https://"+h.srv.Addr()+"/billing/x", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		res, err := client.Do(req)
+		if err != nil {
+			return 0, "", "", err
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b), res.Proto, nil
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, _, proto, err := get(users[0].tok)
+		if err == nil && code == 200 {
+			if proto != "HTTP/2.0" {
+				t.Fatalf("protocol %s, want HTTP/2.0", proto)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("first request: %d %v", code, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 25 {
+				u := users[(g+i)%len(users)]
+				code, body, _, err := get(u.tok)
+				switch {
+				case err != nil:
+					errs <- err
+				case code != u.want:
+					errs <- fmt.Errorf("%s: %d, want %d", u.sub, code, u.want)
+				case code == 200 && !strings.Contains(body, "user="+u.sub):
+					errs <- fmt.Errorf("%s: upstream saw %q", u.sub, body)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
