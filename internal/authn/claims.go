@@ -26,7 +26,7 @@ func (v *Verifier) identity(c map[string]json.RawMessage, now time.Time) (*Ident
 	if !ok {
 		return nil, invalid("missing or malformed audience")
 	}
-	if !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(v.cfg.Audiences, a) }) {
+	if !v.acceptsAudience(aud) {
 		return nil, invalid("wrong audience")
 	}
 
@@ -147,6 +147,11 @@ func scopes(raw json.RawMessage) ([]string, bool) {
 	return stringArray(raw)
 }
 
+// acceptsAudience reports whether aud names one of the configured audiences.
+func (v *Verifier) acceptsAudience(aud []string) bool {
+	return slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(v.cfg.Audiences, a) })
+}
+
 // numericDate decodes claim name as an RFC 7519 NumericDate: seconds
 // since the epoch, possibly fractional.
 func numericDate(c map[string]json.RawMessage, name string) (t time.Time, present, ok bool) {
@@ -154,16 +159,22 @@ func numericDate(c map[string]json.RawMessage, name string) (t time.Time, presen
 	if !present {
 		return time.Time{}, false, false
 	}
+	t, ok = numericDateValue(raw)
+	return t, true, ok
+}
+
+// numericDateValue decodes a present claim value as a NumericDate.
+func numericDateValue(raw json.RawMessage) (time.Time, bool) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
-		return time.Time{}, true, false
+		return time.Time{}, false
 	}
 	var f float64
 	if json.Unmarshal(raw, &f) != nil || math.IsNaN(f) || f < 0 || f > maxNumericDate {
-		return time.Time{}, true, false
+		return time.Time{}, false
 	}
 	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(frac*1e9)), true, true
+	return time.Unix(int64(sec), int64(frac*1e9)), true
 }
 
 // nonEmpty reports whether a required claim carries a value: present and

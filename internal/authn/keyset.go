@@ -96,6 +96,10 @@ func newKeySet(url string, cfg Config) *keySet {
 // loaded reports whether a key set has been fetched at least once.
 func (k *keySet) loaded() bool { return k.keys.Load() != nil }
 
+// current is the key set in force (nil before the first fetch); each fetch
+// installs a new one.
+func (k *keySet) current() *map[string][]jose.JSONWebKey { return k.keys.Load() }
+
 // VerifySignature implements oidc.KeySet.
 func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
 	st, _ := ctx.Value(stateKey{}).(*verifyState)

@@ -219,7 +219,7 @@ func (v *Verifier) verifyKeyed(ctx context.Context, raw string, key [sha256.Size
 			return id, nil
 		}
 	}
-	keys := v.keys.keys.Load()
+	keys := v.keys.current()
 	if err := v.refusals.lookup(key, keys); err != nil {
 		return nil, err
 	}

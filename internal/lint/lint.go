@@ -148,12 +148,8 @@ type rule struct {
 }
 
 func (l *linter) prepare(r Rule) rule {
-	// Normalize sorts in place: work on copies so the caller's input stays as given.
-	r.Methods = slices.Clone(r.Methods)
-	r.Hosts = slices.Clone(r.Hosts)
-	r.Scopes = slices.Clone(r.Scopes)
-	r.Allow = slices.Clone(r.Allow)
-	r.Deny = slices.Clone(r.Deny)
+	// Normalize sorts in place: work on a copy so the caller's input stays as given.
+	r.Rule = r.Rule.Clone()
 	r.Normalize()
 	return rule{Rule: &r, path: parsePattern(r.Path), methods: newMethodSet(r.Methods), hosts: r.Hosts}
 }

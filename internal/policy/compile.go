@@ -69,11 +69,7 @@ func methodBit(m string) methodMask {
 func Compile(rules []Rule) (*Policy, error) {
 	norm := make([]Rule, len(rules))
 	for i, r := range rules {
-		r.Methods = slices.Clone(r.Methods)
-		r.Hosts = slices.Clone(r.Hosts)
-		r.Scopes = slices.Clone(r.Scopes)
-		r.Allow = slices.Clone(r.Allow)
-		r.Deny = slices.Clone(r.Deny)
+		r = r.Clone()
 		r.Normalize()
 		if err := r.Validate(); err != nil {
 			name := r.Name
@@ -179,14 +175,8 @@ func (p *Policy) Rules() []Rule {
 	}
 	out := make([]Rule, len(p.rules))
 	for i := range p.rules {
-		r := p.rules[i].rule
-		// Deep copy: the compiled rule shares these slices.
-		r.Methods = slices.Clone(r.Methods)
-		r.Hosts = slices.Clone(r.Hosts)
-		r.Scopes = slices.Clone(r.Scopes)
-		r.Allow = slices.Clone(r.Allow)
-		r.Deny = slices.Clone(r.Deny)
-		out[i] = r
+		// Deep copy: the compiled rule shares its slices.
+		out[i] = p.rules[i].rule.Clone()
 	}
 	return out
 }

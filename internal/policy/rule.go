@@ -43,6 +43,17 @@ func (g GroupRef) String() string {
 	return g.ID
 }
 
+// Clone returns a deep copy of r: its slices are its own, so normalising
+// the copy leaves r as it was.
+func (r Rule) Clone() Rule {
+	r.Methods = slices.Clone(r.Methods)
+	r.Hosts = slices.Clone(r.Hosts)
+	r.Scopes = slices.Clone(r.Scopes)
+	r.Allow = slices.Clone(r.Allow)
+	r.Deny = slices.Clone(r.Deny)
+	return r
+}
+
 // Normalize puts r into its stored form, rewriting r's slices in place: surrounding space trimmed, methods
 // upper case, hosts lower case without a trailing dot, lists sorted and
 // deduplicated, mode defaulted to enforce. Empty list entries are kept on

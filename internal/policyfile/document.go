@@ -127,11 +127,7 @@ func (r Rule) Policy() policy.Rule {
 
 // FromPolicy converts a policy engine rule to file form, normalised.
 func FromPolicy(p policy.Rule) Rule {
-	p.Methods = slices.Clone(p.Methods)
-	p.Hosts = slices.Clone(p.Hosts)
-	p.Scopes = slices.Clone(p.Scopes)
-	p.Allow = slices.Clone(p.Allow)
-	p.Deny = slices.Clone(p.Deny)
+	p = p.Clone()
 	p.Normalize()
 	return Rule{
 		Name:               p.Name,

@@ -93,6 +93,7 @@ type Config struct {
 // Handler is the proxy.
 type Handler struct {
 	cfg Config
+	hv  HeaderVerifier // cfg.Verifier when it reads headers itself, else nil
 	rp  *httputil.ReverseProxy
 }
 
@@ -125,6 +126,7 @@ func New(cfg Config) (*Handler, error) {
 		cfg.Now = time.Now
 	}
 	h := &Handler{cfg: cfg}
+	h.hv, _ = cfg.Verifier.(HeaderVerifier)
 	h.rp = &httputil.ReverseProxy{
 		Rewrite:      h.rewrite,
 		Transport:    cfg.Transport,
@@ -292,9 +294,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // verifier that can read the header itself gets the connection's memo.
 func (h *Handler) verify(r *http.Request) (id *authn.Identity, present bool, err error) {
 	ctx := r.Context()
-	if hv, ok := h.cfg.Verifier.(HeaderVerifier); ok {
+	if h.hv != nil {
 		memo, _ := ctx.Value(connMemoKey{}).(*authn.HeaderMemo)
-		return hv.VerifyHeader(ctx, r.Header, memo)
+		return h.hv.VerifyHeader(ctx, r.Header, memo)
 	}
 	tok, present, err := authn.BearerTokenFromHeader(r.Header)
 	if err != nil || !present {

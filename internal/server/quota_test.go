@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -37,30 +36,6 @@ import (
 //
 // replica is one more `okproxy serve` on the harness's database, issuer and
 // upstream: several in one process stand for several replicas.
-type replica struct {
-	srv  *Server
-	base string
-}
-
-func (h *harness) replica(name string, mutate func(*Config)) *replica {
-	h.t.Helper()
-	cfg := Config{DatabaseURL: h.dbURL, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Upstream: h.upstream.URL,
-		Issuer: h.iss.Issuer(), Audiences: []string{"api://default"}, Replica: name, PollInterval: time.Second,
-		AuditSpoolDir: h.t.TempDir(), Logger: slog.New(slog.NewTextHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	srv, err := New(context.Background(), cfg)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	return &replica{srv: srv, base: "http://" + srv.Addr()}
-}
-
 // cluster is the harness's replica plus n-1 more.
 func (h *harness) cluster(n int) []*replica {
 	rs := []*replica{{srv: h.srv, base: h.base}}

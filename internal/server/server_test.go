@@ -70,8 +70,22 @@ func newHarness(t *testing.T, dbURL string, mutate func(*Config)) *harness {
 
 func (h *harness) start(mutate func(*Config)) {
 	h.t.Helper()
+	r := h.replica("r1", mutate)
+	h.srv, h.base = r.srv, r.base
+	h.admin = "http://" + r.srv.AdminAddr()
+}
+
+type replica struct {
+	srv  *Server
+	base string
+}
+
+// replica starts a serve of its own on the harness's database, issuer and
+// upstream, stopped when the test ends.
+func (h *harness) replica(name string, mutate func(*Config)) *replica {
+	h.t.Helper()
 	cfg := Config{DatabaseURL: h.dbURL, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Upstream: h.upstream.URL,
-		Issuer: h.iss.Issuer(), Audiences: []string{"api://default"}, Replica: "r1", PollInterval: time.Second,
+		Issuer: h.iss.Issuer(), Audiences: []string{"api://default"}, Replica: name, PollInterval: time.Second,
 		AuditSpoolDir: h.t.TempDir(), Logger: slog.New(slog.NewTextHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	if mutate != nil {
 		mutate(&cfg)
@@ -83,10 +97,8 @@ func (h *harness) start(mutate func(*Config)) {
 	if err := srv.Start(context.Background()); err != nil {
 		h.t.Fatal(err)
 	}
-	h.srv = srv
-	h.base = "http://" + srv.Addr()
-	h.admin = "http://" + srv.AdminAddr()
 	h.t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	return &replica{srv: srv, base: "http://" + srv.Addr()}
 }
 
 func (h *harness) addRule(r policy.Rule) {
