@@ -11,6 +11,10 @@
 #   NOAUDIT=1 make load            # measurement only: okproxy built from HEAD with
 #                                  # scripts/load-noaudit.patch, which drops every audit
 #                                  # event, to see what the audit trail costs
+#   PKONLY=1 make load             # measurement only: audit_events keeps its primary key
+#                                  # and no other index, the cheapest row layout
+#                                  # (audit queries would be slow); the lower bound of what
+#                                  # any one-row-per-event index design can cost
 #
 # LAYOUT=shared (default) lets every process use every core, so PostgreSQL's
 # work for the audit rows and the upstream's work for the identity headers
@@ -59,6 +63,12 @@ export OKPROXY_DATABASE_URL
 OKPROXY_DATABASE_URL="$(printf '%s' "$DATABASE_URL" | sed -E 's#^(postgres(ql)?://[^/]+)/?[^?]*#\1/okproxy_load#')"
 export OKPROXY_ACTOR=load
 bin/okproxy migrate up >/dev/null
+if [ -n "${PKONLY:-}" ]; then
+	psql "$OKPROXY_DATABASE_URL" -XqAt -v ON_ERROR_STOP=1 -c "DO \$\$ DECLARE i text; BEGIN
+		FOR i IN SELECT indexname FROM pg_indexes WHERE tablename = 'audit_events' AND indexname NOT LIKE '%pkey' LOOP
+			EXECUTE format('DROP INDEX %I', i); END LOOP; END \$\$" >/dev/null
+	echo "load: PKONLY=1: audit_events has its primary key alone ($(psql "$OKPROXY_DATABASE_URL" -XqAt -c "SELECT count(*) FROM pg_indexes WHERE tablename LIKE 'audit_events%'") indexes left over all partitions)" >&2
+fi
 
 SERVE_BIN=bin/okproxy
 if [ -n "${NOAUDIT:-}" ]; then
@@ -168,7 +178,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	if [ -n "$prof" ]; then wait "$prof" || true; fi
 done
 
-echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds alternating bare/okproxy, LAYOUT=$LAYOUT${NOAUDIT:+, NOAUDIT=1 (serve drops every audit event)}, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds alternating bare/okproxy, LAYOUT=$LAYOUT${NOAUDIT:+, NOAUDIT=1 (serve drops every audit event)}${PKONLY:+, PKONLY=1 (audit_events: primary key only)}, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
 echo "| round | bare req/s | bare p99 | okproxy req/s | okproxy p99 | okproxy/bare |"
 echo "| --- | --- | --- | --- | --- | --- |"
