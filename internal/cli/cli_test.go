@@ -334,6 +334,8 @@ func TestServeBadFlags(t *testing.T) {
 		{append(append([]string{}, ok...), "--trusted-proxy", "10.0.0.0/33"), "trusted-proxy"},
 		{append(append([]string{}, ok...), "--tls-cert", "/nonexistent.pem"), "tls"},
 		{append(append([]string{}, ok...), "--clock-skew", "soon"), "clock-skew"},
+		{append(append([]string{}, ok...), "--clock-skew", "-1ns"), "clock-skew"},
+		{append(append([]string{}, ok...), "--clock-skew", "6m"), "clock-skew"},
 		{append(append([]string{}, ok...), "--quota-on-db-error", "maybe"), "quota-on-db-error"},
 		{append(append([]string{}, ok...), "--log-level", "loud"), "log-level"},
 	}

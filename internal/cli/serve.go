@@ -40,6 +40,9 @@ Every flag can be set as OKPROXY_<FLAG>, e.g. OKPROXY_UPSTREAM.`,
 			c.Audiences = splitList(c.Audiences)
 			c.RequireClaims = splitList(c.RequireClaims)
 			c.AllowedAlgs = splitList(c.AllowedAlgs)
+			if c.ClockSkew < 0 || c.ClockSkew > authn.MaxClockSkew {
+				return usageErrorf("clock-skew: %s is outside 0 (no tolerance) to %s", c.ClockSkew, authn.MaxClockSkew)
+			}
 			if c.ClockSkew == 0 {
 				// Only an explicit --clock-skew 0 gets here (the flag's
 				// default is 30s): no tolerance, not the default.
