@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
@@ -27,4 +28,38 @@ func TestEveryCommandHasAnExample(t *testing.T) {
 	root := app.rootCommand()
 	root.InitDefaultCompletionCmd()
 	walk(root)
+}
+
+// A mistyped or missing subcommand is invalid usage (exit 2), never a silent
+// success: cobra's default prints help and exits 0, which would let a typo in
+// a cron job (`groups snyc`) or a CI gate (`rules lnt`) pass doing nothing.
+func TestUnknownSubcommandIsUsageError(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"rules", "lnt"}, `unknown command "lnt" for "okproxy rules"; did you mean lint`},
+		{[]string{"groups", "snyc"}, `did you mean sync`},
+		{[]string{"quotas", "bogus"}, `unknown command "bogus" for "okproxy quotas"`},
+		{[]string{"audit", "qury", "--since", "1h"}, `unknown flag: --since`},
+		{[]string{"migrate", "sideways"}, `unknown command "sideways"`},
+		{[]string{"users", "list"}, `unknown command "list"`},
+		{[]string{"bogus"}, `unknown command "bogus"`},
+		{[]string{"rules"}, "okproxy rules needs a subcommand"},
+		{[]string{"audit"}, "okproxy audit needs a subcommand"},
+		{nil, "okproxy needs a subcommand"},
+	}
+	for _, c := range cases {
+		r := run(t, "", nil, c.args...)
+		if r.code != ExitUsage || !strings.Contains(r.stderr, c.want) || r.stdout != "" {
+			t.Errorf("okproxy %q: exit %d, stdout %q, stderr %q; want exit 2, empty stdout, stderr with %q", c.args, r.code, r.stdout, r.stderr, c.want)
+		}
+	}
+	// Help itself still succeeds, on stdout.
+	for _, args := range [][]string{{"--help"}, {"rules", "--help"}, {"help", "rules"}, {"rules", "lint", "--help"}} {
+		if r := run(t, "", nil, args...); r.code != ExitOK || !strings.Contains(r.stdout, "Usage:") {
+			t.Errorf("okproxy %q: exit %d, stdout %q", args, r.code, r.stdout)
+		}
+	}
 }

@@ -135,7 +135,34 @@ and records every decision in an audit trail kept in PostgreSQL.`,
 	root.AddCommand(a.quotasCommand())
 	root.AddCommand(a.completionCommand())
 	root.AddCommand(a.auditCommand())
+	requireSubcommands(root)
 	return root
+}
+
+// requireSubcommands makes every command that only groups others (root,
+// rules, quotas, ...) refuse to run without a known subcommand. Cobra's own
+// behaviour is to print help and exit 0 for `okproxy rules lnt`, so a
+// mistyped command in a cron job or CI gate would pass silently; here it is
+// invalid usage (exit 2), with the help on stderr.
+func requireSubcommands(c *cobra.Command) {
+	if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+				cmd.SuggestionsMinimumDistance = 2
+				if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+					msg += "; did you mean " + strings.Join(s, " or ") + "?"
+				}
+				return usageErrorf("%s (see %s --help)", msg, cmd.CommandPath())
+			}
+			cmd.SetOut(cmd.ErrOrStderr())
+			_ = cmd.Help()
+			return usageErrorf("%s needs a subcommand", cmd.CommandPath())
+		}
+	}
+	for _, sub := range c.Commands() {
+		requireSubcommands(sub)
+	}
 }
 
 // envName is the environment variable for a flag: OKPROXY_<FLAG>.
