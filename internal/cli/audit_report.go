@@ -43,7 +43,10 @@ rules would change. -o html writes one self-contained page with charts.`,
 			if !o.Until.After(o.Since) {
 				return usageErrorf("--until: not after --since")
 			}
-			if o.SpikeSigma < 0 || o.SpikeMin < 0 || o.BurstMin < 0 || o.Top < 0 {
+			if !(o.SpikeSigma >= 0 && o.SpikeSigma <= 1e6) { // NaN or ±Inf would silently never report a spike
+				return usageErrorf("--sigma: %v is not a number from 0 to 1e6", o.SpikeSigma)
+			}
+			if o.SpikeMin < 0 || o.BurstMin < 0 || o.Top < 0 {
 				return usageErrorf("--sigma, --min-denials, --burst and --top must not be negative")
 			}
 			if a.databaseURL == "" {

@@ -82,7 +82,7 @@ func (a *App) runGroupsSync(cmd *cobra.Command, o *groupsSyncOptions) error {
 	if err := checkFormat(o.output, "text", "json"); err != nil {
 		return err
 	}
-	if o.maxRemoval < 0 || o.maxRemoval > 1 {
+	if !(o.maxRemoval >= 0 && o.maxRemoval <= 1) { // also refuses NaN, which every comparison lets through
 		return usageErrorf("max-removal: %v is not a share between 0 and 1 (0.2 = 20%%)", o.maxRemoval)
 	}
 	if o.groupFilter != "" && o.groupSearch != "" {

@@ -193,6 +193,10 @@ func TestGroupsCLIBadInput(t *testing.T) {
 		{nil, syncArgs(srv, "--okta-client-id", "0oa1", "--okta-private-key-file", "/nonexistent/key.pem"), "okta-private-key-file"},
 		{tokenEnv, syncArgs(srv, "--max-removal", "1.5"), "max-removal"},
 		{tokenEnv, syncArgs(srv, "--max-removal", "lots"), "max-removal"},
+		// NaN passes both "< 0" and "> 1" and would switch the guard off.
+		{tokenEnv, syncArgs(srv, "--max-removal", "NaN"), "max-removal"},
+		{tokenEnv, syncArgs(srv, "--max-removal", "-Inf"), "max-removal"},
+		{map[string]string{"OKTA_API_TOKEN": tokenEnv["OKTA_API_TOKEN"], "OKPROXY_MAX_REMOVAL": "nan"}, syncArgs(srv), "max-removal"},
 		{tokenEnv, syncArgs(srv, "-o", "yaml"), "output"},
 		{tokenEnv, syncArgs(srv, "--group-filter", `type eq "OKTA_GROUP"`, "--group-search", `profile.name sw "a"`), "group-filter"},
 		{tokenEnv, syncArgs(srv, "--group-filter", `profile.name eq "x"`), "group-filter"},

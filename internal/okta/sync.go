@@ -150,7 +150,7 @@ func New(cfg Config) (*Syncer, error) {
 		return nil, errors.New("okta sync: no source")
 	case cfg.Store == nil:
 		return nil, errors.New("okta sync: no store")
-	case cfg.MaxRemoval < 0 || cfg.MaxRemoval > 1:
+	case !(cfg.MaxRemoval >= 0 && cfg.MaxRemoval <= 1): // NaN too: the guard compares against it
 		return nil, fmt.Errorf("okta sync: max removal %v is not a share between 0 and 1", cfg.MaxRemoval)
 	}
 	if cfg.Logger == nil {

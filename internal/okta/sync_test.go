@@ -3,6 +3,7 @@ package okta_test
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -472,5 +473,19 @@ func TestPacingKeepsClearOf429s(t *testing.T) {
 	res := e.mustSync(t, func(c *okta.Config) { c.Concurrency = 1 })
 	if res.Groups != 40 || res.RateLimited != 0 || e.slept.Load() == 0 {
 		t.Fatalf("paced sync: %d groups, %d 429s, waited %s", res.Groups, res.RateLimited, time.Duration(e.slept.Load()))
+	}
+}
+
+// A guard share that is not a number in [0, 1] is refused: NaN in
+// particular passes "< 0" and "> 1" alike and compares false with every
+// count, which would switch the mass-removal guard off.
+func TestNewRefusesBadMaxRemoval(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil, nil)
+	for _, v := range []float64{math.NaN(), math.Inf(1), math.Inf(-1), -0.1, 1.5} {
+		_, err := okta.New(okta.Config{Source: e.source(t, nil), Store: e.st, MaxRemoval: v})
+		if err == nil || !strings.Contains(err.Error(), "max removal") {
+			t.Errorf("MaxRemoval %v: %v", v, err)
+		}
 	}
 }
