@@ -311,6 +311,13 @@ func TestRulesTestWithToken(t *testing.T) {
 	if r := run(t, db, nil, "rules", "test", "--path", "/x", "--token", good); r.code != 2 || !strings.Contains(r.stderr, "--issuer") {
 		t.Fatalf("token without issuer: %+v", r)
 	}
+	// A bad issuer URL is invalid input; an unreachable issuer is a runtime failure.
+	if r := run(t, db, nil, "rules", "test", "--path", "/x", "--token", good, "--issuer", "http://example.com/oauth2/default", "--audience", "a"); r.code != 2 || !strings.Contains(r.stderr, "issuer") {
+		t.Fatalf("http issuer off loopback: %+v", r)
+	}
+	if r := run(t, db, nil, "rules", "test", "--path", "/x", "--token", good, "--issuer", "http://127.0.0.1:1/oauth2/default", "--audience", "a"); r.code != 1 || !strings.Contains(r.stderr, "issuer") {
+		t.Fatalf("unreachable issuer: %+v", r)
+	}
 }
 
 // serve refuses bad configuration with exit 2 and a message naming the flag.

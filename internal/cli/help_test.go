@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 
@@ -61,5 +62,37 @@ func TestUnknownSubcommandIsUsageError(t *testing.T) {
 		if r := run(t, "", nil, args...); r.code != ExitOK || !strings.Contains(r.stdout, "Usage:") {
 			t.Errorf("okproxy %q: exit %d, stdout %q", args, r.code, r.stdout)
 		}
+	}
+}
+
+// A runtime failure whose text contains words cobra uses for usage errors
+// ("invalid argument", "accepts ") is still exit 1: only cobra's own,
+// untyped errors are classified by their text.
+func TestRuntimeErrorIsNotUsage(t *testing.T) {
+	t.Parallel()
+	for _, msg := range []string{"dial tcp [fe80::1]:5432: connect: invalid argument", "okta: 503: Upstream accepts no more connections", "unknown flag in upstream response"} {
+		root := &cobra.Command{Use: "x", SilenceErrors: true, SilenceUsage: true}
+		root.AddCommand(&cobra.Command{Use: "sub", RunE: func(*cobra.Command, []string) error { return errors.New(msg) }})
+		markRuntimeErrors(root)
+		root.SetArgs([]string{"sub"})
+		if code := exitCode(root.Execute()); code != ExitFailure {
+			t.Errorf("%q: exit %d, want %d", msg, code, ExitFailure)
+		}
+	}
+	// Typed errors keep their code, and cobra's own argument errors are usage.
+	root := &cobra.Command{Use: "x", SilenceErrors: true, SilenceUsage: true}
+	root.AddCommand(&cobra.Command{Use: "bad", RunE: func(*cobra.Command, []string) error { return usageErrorf("name: empty") }})
+	root.AddCommand(&cobra.Command{Use: "one", Args: cobra.ExactArgs(1), RunE: func(*cobra.Command, []string) error { return nil }})
+	markRuntimeErrors(root)
+	for _, args := range [][]string{{"bad"}, {"one"}, {"one", "a", "b"}} {
+		root.SetArgs(args)
+		if code := exitCode(root.Execute()); code != ExitUsage {
+			t.Errorf("%q: exit %d, want %d", args, code, ExitUsage)
+		}
+	}
+	// End to end: a database address the kernel refuses with EINVAL.
+	r := run(t, "", nil, "audit", "query", "--database-url", "postgres://u:secret@[fe80::1]:5432/x")
+	if r.code != ExitFailure || strings.Contains(r.stderr, "secret") {
+		t.Errorf("unreachable database: exit %d, stderr %q", r.code, r.stderr)
 	}
 }

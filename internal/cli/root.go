@@ -86,16 +86,22 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	if err == nil {
 		return ExitOK
 	}
-	code := ExitFailure
+	fmt.Fprintf(a.Stderr, "okproxy: %v\n", err)
+	return exitCode(err)
+}
+
+// exitCode is the process exit code for a command's error.
+func exitCode(err error) int {
 	var ee *exitError
 	switch {
+	case err == nil:
+		return ExitOK
 	case errors.As(err, &ee):
-		code = ee.code
+		return ee.code
 	case isCobraUsageError(err):
-		code = ExitUsage
+		return ExitUsage
 	}
-	fmt.Fprintf(a.Stderr, "okproxy: %v\n", err)
-	return code
+	return ExitFailure
 }
 
 // isCobraUsageError recognises the errors cobra itself returns for bad
@@ -136,7 +142,30 @@ and records every decision in an audit trail kept in PostgreSQL.`,
 	root.AddCommand(a.completionCommand())
 	root.AddCommand(a.auditCommand())
 	requireSubcommands(root)
+	markRuntimeErrors(root)
 	return root
+}
+
+// markRuntimeErrors makes every error a command's own code returns without
+// an exit code a runtime failure (exit 1). Only cobra's own errors (unknown
+// command, wrong argument count), which carry no type, are then recognised
+// by their text as usage errors: a runtime error that happens to contain
+// such words ("connect: invalid argument", an Okta message) must not become
+// exit 2.
+func markRuntimeErrors(c *cobra.Command) {
+	if run := c.RunE; run != nil {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			err := run(cmd, args)
+			var ee *exitError
+			if err == nil || errors.As(err, &ee) {
+				return err
+			}
+			return &exitError{code: ExitFailure, err: err}
+		}
+	}
+	for _, sub := range c.Commands() {
+		markRuntimeErrors(sub)
+	}
 }
 
 // requireSubcommands makes every command that only groups others (root,

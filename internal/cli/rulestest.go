@@ -136,9 +136,13 @@ func (a *App) runRulesTest(ctx context.Context, o *ruleTestOptions) error {
 			res.Groups = append(res.Groups, g.Name)
 		}
 	case o.token != "":
-		v, err := authn.New(ctx, authn.Config{Issuer: o.issuer, Audiences: splitList(o.audiences), GroupsClaim: o.groupsClaim, CacheSize: -1})
-		if err != nil {
-			return usageErrorf("issuer: %v", err)
+		ac := authn.Config{Issuer: o.issuer, Audiences: splitList(o.audiences), GroupsClaim: o.groupsClaim, CacheSize: -1}
+		if err := ac.Validate(); err != nil {
+			return usageErrorf("%v", err)
+		}
+		v, err := authn.New(ctx, ac)
+		if err != nil { // the issuer is unreachable or its discovery is broken: a runtime failure
+			return fmt.Errorf("issuer: %w", err)
 		}
 		defer v.Close()
 		id, err := v.Verify(ctx, o.token)
