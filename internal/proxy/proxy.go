@@ -18,6 +18,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -460,8 +461,20 @@ func groupNames(gs []policy.GroupRef) ([]string, string) {
 		seen[k] = true
 		names = append(names, g.Name)
 	}
-	return names, strings.Join(names, ",")
+	if !slices.ContainsFunc(names, func(n string) bool { return strings.ContainsAny(n, ",%") }) {
+		return names, strings.Join(names, ",")
+	}
+	// Okta group names may contain commas: an upstream splitting the header
+	// on commas must not read a group named "Ops,Admins" as membership of
+	// Admins. A comma or percent sign inside a name is percent-encoded.
+	enc := make([]string, len(names))
+	for i, n := range names {
+		enc[i] = groupNameEscaper.Replace(n)
+	}
+	return names, strings.Join(enc, ",")
 }
+
+var groupNameEscaper = strings.NewReplacer("%", "%25", ",", "%2C")
 
 func (h *Handler) event(r *http.Request, st *reqState, status int, reason policy.Reason) *audit.Event {
 	e := &audit.Event{

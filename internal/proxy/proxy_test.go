@@ -389,6 +389,16 @@ func TestHeadersToUpstream(t *testing.T) {
 	if h.Get("Authorization") == "" {
 		t.Errorf("Authorization should reach the upstream (it may want the token)")
 	}
+	// A comma inside a group name cannot forge a second group for an
+	// upstream that splits X-Okproxy-Groups on commas.
+	tok = e.iss.Mint(oktatest.Claims{Subject: "alice@example.com", Groups: []string{"Finance", "Ops,Admins", "100%", "Admins%2C"}})
+	r = e.raw("GET", "/billing/x", map[string]string{"Authorization": "Bearer " + tok})
+	if r.status != 200 || r.seen == nil {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	if got := http.Header(r.seen.Header).Get("X-Okproxy-Groups"); got != "Finance,Ops%2CAdmins,100%25,Admins%252C" {
+		t.Errorf("X-Okproxy-Groups = %q", got)
+	}
 	// A hostile X-Request-Id is replaced, not forwarded.
 	r = e.raw("GET", "/healthz", map[string]string{"X-Request-Id": "bad id\twith<junk>"})
 	if got := http.Header(r.seen.Header).Get("X-Request-Id"); got == "" || strings.ContainsAny(got, " <>") {
