@@ -214,6 +214,14 @@ func TestRulesCLIBadInput(t *testing.T) {
 		{[]string{"rules", "add", "r", "--path", "/a", "--allow", "A", "--method", "FETCH"}, "method"},
 		{[]string{"rules", "add", "r", "--path", "/a", "--allow", "A", "--mode", "audit"}, "mode"},
 		{[]string{"rules", "add", "r", "--path", "/a", "--allow", "A", "--host", "http://x"}, "host"},
+		// An empty value (an unset shell variable) would widen the rule to all.
+		{[]string{"rules", "add", "r", "--path", "/a", "--allow", "A", "--host", ""}, "host"},
+		{[]string{"rules", "add", "r", "--path", "/a", "--allow", "A", "--host", "a.example.com,,b.example.com"}, "host"},
+		{[]string{"rules", "add", "r", "--path", "/a", "--allow", "A", "--method", ""}, "method"},
+		{[]string{"rules", "add", "r", "--path", "/a", "--allow", "A", "--method", "GET,"}, "method"},
+		{[]string{"rules", "add", "r", "--path", "/a", "--allow", "A", "--scope", ""}, "scope"},
+		{[]string{"rules", "add", "r", "--path", "/a", "--allow", ""}, "allow"},
+		{[]string{"rules", "add", "r", "--path", "/a", "--allow", "A", "--deny", " "}, "deny"},
 		{[]string{"rules", "add", "Bad Name", "--path", "/a", "--allow", "A"}, "name"},
 		{[]string{"rules", "add", "existing", "--path", "/a", "--allow", "A"}, "already exists"},
 		{[]string{"rules", "add", "r", "--path", "/a", "--allow", "A", "--bogus"}, "bogus"},
@@ -356,5 +364,23 @@ func TestServeBadFlags(t *testing.T) {
 	r := run(t, db, map[string]string{"OKPROXY_UPSTREAM": "http://127.0.0.1:1", "OKPROXY_ISSUER": "http://127.0.0.1:1/o", "OKPROXY_GROUPS_SOURCE": "ldap", "OKPROXY_AUDIENCE": "a"}, base...)
 	if r.code != ExitUsage || !strings.Contains(r.stderr, "groups-source") {
 		t.Errorf("serve from environment: %+v", r)
+	}
+}
+
+// --allow and --deny take a group name whole: Okta names may contain commas,
+// and splitting "Developers, EMEA" would grant Developers.
+func TestRulesAddGroupNameWithComma(t *testing.T) {
+	t.Parallel()
+	db := dbtest.NewDatabase(t)
+	r := run(t, db, nil, "rules", "add", "comma", "--path", "/comma", "--allow", "Developers, EMEA")
+	if r.code != 0 || !strings.Contains(r.stderr, "never split on commas") {
+		t.Fatalf("add: %+v", r)
+	}
+	out := mustRun(t, db, "rules", "show", "comma", "-o", "json").stdout
+	if !strings.Contains(out, `"Developers, EMEA"`) {
+		t.Fatalf("stored groups: %s", out)
+	}
+	if r := run(t, db, nil, "rules", "test", "--path", "/comma", "--groups", "Developers", "--expect", "deny"); r.code != 0 {
+		t.Fatalf("Developers alone must not be granted: %+v", r)
 	}
 }

@@ -57,6 +57,12 @@ func (o *quotaAddOptions) quota(cmd *cobra.Command, name string) (quota.Quota, e
 			return quota.Quota{}, usageErrorf("%s: --%s is required", f, f)
 		}
 	}
+	for _, f := range []string{"path", "per"} {
+		// An empty value would silently become the default ("/**", "user").
+		if v, _ := cmd.Flags().GetString(f); cmd.Flags().Changed(f) && strings.TrimSpace(v) == "" {
+			return quota.Quota{}, usageErrorf("%s: --%s is empty (leave it out for the default)", f, f)
+		}
+	}
 	secs, err := quota.ParseWindow(o.window)
 	if err != nil {
 		return quota.Quota{}, usageErrorf("window: %v", err)

@@ -132,6 +132,8 @@ func TestQuotasCLIBadInput(t *testing.T) {
 		{add("--method", "FETCH"), "method"},
 		{add("--method", ""), "method"},
 		{add("--per", "team"), "per"},
+		{add("--per", ""), "per"},
+		{add("--path", ""), "path"},
 		{add("--group", ""), "group"},
 		{[]string{"quotas", "add", "Bad Name", "--group", "G", "--limit", "5", "--window", "1h"}, "name"},
 		{[]string{"quotas", "add", "existing", "--group", "G", "--limit", "5", "--window", "1h"}, "already exists"},

@@ -44,20 +44,62 @@ type ruleAddOptions struct {
 }
 
 // rule builds the policy rule from the flags; validation happens in Validate.
-func (o *ruleAddOptions) rule(name string) policy.Rule {
+// An empty value (--host "" from an unset variable) is refused rather than
+// dropped: dropping it would widen the rule to every host, method or scope.
+// Group names are taken whole: Okta names may contain commas, and splitting
+// "Developers, EMEA" into two groups would grant both.
+func (o *ruleAddOptions) rule(name string) (policy.Rule, error) {
 	r := policy.Rule{
 		Name:               name,
 		Path:               o.path,
-		Methods:            splitList(o.methods),
-		Hosts:              splitList(o.hosts),
 		AllowAuthenticated: o.allowAuthenticated,
 		Public:             o.public,
-		Scopes:             splitList(o.scopes),
 		Description:        o.description,
 		Enabled:            !o.disabled,
 		Mode:               policy.Mode(o.mode),
 	}
-	return r
+	var err error
+	if r.Methods, err = strictList("method", o.methods); err != nil {
+		return r, err
+	}
+	if r.Hosts, err = strictList("host", o.hosts); err != nil {
+		return r, err
+	}
+	if r.Scopes, err = strictList("scope", o.scopes); err != nil {
+		return r, err
+	}
+	for _, g := range o.allow {
+		if strings.TrimSpace(g) == "" {
+			return r, usageErrorf("allow: empty group name")
+		}
+	}
+	for _, g := range o.deny {
+		if strings.TrimSpace(g) == "" {
+			return r, usageErrorf("deny: empty group name")
+		}
+	}
+	for _, g := range o.allow {
+		r.Allow = append(r.Allow, policy.GroupRef{Name: strings.TrimSpace(g)})
+	}
+	for _, g := range o.deny {
+		r.Deny = append(r.Deny, policy.GroupRef{Name: strings.TrimSpace(g)})
+	}
+	return r, nil
+}
+
+// strictList is splitList for flags where an empty item must not silently
+// mean "all": "GET,,POST", "" and " " are refused, naming the field.
+func strictList(field string, in []string) ([]string, error) {
+	var out []string
+	for _, v := range in {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				return nil, usageErrorf("%s: empty value in %q (leave the flag out to mean all)", field, v)
+			}
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 // splitList accepts repeated and comma-separated values alike.
@@ -89,12 +131,15 @@ func (a *App) rulesAdd() *cobra.Command {
 			if !cmd.Flags().Changed("path") && o.path == "" {
 				return usageErrorf("path: --path is required")
 			}
-			r := o.rule(args[0])
-			for _, g := range splitList(o.allow) {
-				r.Allow = append(r.Allow, policy.GroupRef{Name: g})
+			for _, f := range []string{"method", "host", "scope"} {
+				// pflag reads --host '' as no values at all.
+				if v, _ := cmd.Flags().GetStringSlice(f); cmd.Flags().Changed(f) && len(v) == 0 {
+					return usageErrorf("%s: --%s is empty (leave it out to mean all)", f, f)
+				}
 			}
-			for _, g := range splitList(o.deny) {
-				r.Deny = append(r.Deny, policy.GroupRef{Name: g})
+			r, err := o.rule(args[0])
+			if err != nil {
+				return err
 			}
 			r.Normalize()
 			if err := r.Validate(); err != nil {
@@ -162,7 +207,11 @@ func resolveGroups(cmd *cobra.Command, st *store.Store, field string, refs []pol
 	}
 	var warnings []string
 	for _, u := range unknown {
-		warnings = append(warnings, fmt.Sprintf("%s group %q is not in the synced directory; stored by name (run okproxy groups sync, then okproxy rules lint)", field, u))
+		w := fmt.Sprintf("%s group %q is not in the synced directory; stored by name (run okproxy groups sync, then okproxy rules lint)", field, u)
+		if strings.Contains(u, ",") {
+			w += fmt.Sprintf("; a group name is never split on commas: for several groups repeat --%s", field)
+		}
+		warnings = append(warnings, w)
 	}
 	return out, warnings, nil
 }
