@@ -567,3 +567,24 @@ func TestCSVSafe(t *testing.T) {
 		}
 	}
 }
+
+// A prune that removes nothing reports "partitions": [] (not null), on
+// stdout and in its admin event.
+func TestAuditPruneNothingIsEmptyList(t *testing.T) {
+	t.Parallel()
+	db := dbtest.NewDatabase(t)
+	out := mustRun(t, db, "audit", "prune", "--older-than", "90d", "-o", "json").stdout
+	var res map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(out), &res); err != nil || string(res["partitions"]) != "[]" {
+		t.Fatalf("prune -o json: partitions %s (%v):\n%s", res["partitions"], err, out)
+	}
+	var admin []store.AdminEvent
+	json.Unmarshal([]byte(mustRun(t, db, "audit", "admin", "--object", "audit", "-o", "json").stdout), &admin)
+	if len(admin) != 1 {
+		t.Fatalf("admin events: %+v", admin)
+	}
+	var after map[string]json.RawMessage
+	if err := json.Unmarshal(admin[0].After, &after); err != nil || string(after["partitions"]) != "[]" {
+		t.Fatalf("admin event after: %s (%v)", admin[0].After, err)
+	}
+}

@@ -95,7 +95,7 @@ func (s *Store) PruneAudit(ctx context.Context, cutoff time.Time, dryRun bool, a
 		if err != nil {
 			return fmt.Errorf("list audit partitions: %w", err)
 		}
-		var parts []AuditPartition
+		parts := []AuditPartition{} // [] in JSON and in the admin event, never null
 		for rows.Next() {
 			var name, bound string
 			if err := rows.Scan(&name, &bound); err != nil {
