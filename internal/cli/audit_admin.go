@@ -45,10 +45,11 @@ func (a *App) auditAdmin() *cobra.Command {
 			}
 			if object != "" {
 				typ, name, _ := strings.Cut(object, "/")
-				if typ == "" {
-					return usageErrorf("--object: %q: want TYPE or TYPE/NAME, e.g. rule/billing-read", object)
+				stored, ok := adminObjectTypes[typ]
+				if !ok {
+					return usageErrorf("--object: %q: want TYPE or TYPE/NAME with TYPE one of rule, quota, sync, audit, e.g. rule/billing-read", object)
 				}
-				f.ObjectType, f.ObjectName = typ, name
+				f.ObjectType, f.ObjectName = stored, name
 			}
 			f.Actor, f.Limit = actor, limit
 			if actor != "" && actor == a.Getenv(envName("actor")) {
@@ -92,6 +93,12 @@ func (a *App) auditAdmin() *cobra.Command {
 	fl.StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
 	return cmd
 }
+
+// adminObjectTypes maps the TYPE of --object to the object_type the admin
+// event log stores. Syncs are recorded against what they change, the
+// directory (directory/okta), so "sync" is an alias for it; an unknown type
+// is refused, since it could only match nothing.
+var adminObjectTypes = map[string]string{"rule": "rule", "quota": "quota", "sync": "directory", "directory": "directory", "audit": "audit"}
 
 // auditChangedKeys names the top-level fields that differ between before
 // and after, so the table says what a change touched.

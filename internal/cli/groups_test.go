@@ -224,3 +224,28 @@ func TestGroupsCLIBadInput(t *testing.T) {
 		t.Fatal("bad input synced something")
 	}
 }
+
+// audit admin --object takes the types its help names: sync finds the
+// groups.sync events (stored against directory/okta); an unknown type is
+// refused rather than silently matching nothing.
+func TestAuditAdminObjectSync(t *testing.T) {
+	t.Parallel()
+	db := dbtest.NewDatabase(t)
+	srv := fakeOrg(t)
+	mustRun(t, db, "rules", "add", "dev-api", "--path", "/dev/**", "--allow", "Developers")
+	if r := run(t, db, tokenEnv, syncArgs(srv, "--actor", "cron")...); r.code != 0 {
+		t.Fatalf("sync: %+v", r)
+	}
+	for _, object := range []string{"sync", "sync/okta", "directory"} {
+		var evs []store.AdminEvent
+		if err := json.Unmarshal([]byte(mustRun(t, db, "audit", "admin", "--object", object, "-o", "json").stdout), &evs); err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 1 || evs[0].Action != "groups.sync" || evs[0].Actor != "cron" {
+			t.Errorf("--object %s: %+v", object, evs)
+		}
+	}
+	if r := run(t, db, nil, "audit", "admin", "--object", "rules"); r.code != ExitUsage || !strings.Contains(r.stderr, "--object") {
+		t.Fatalf("--object rules: %+v", r)
+	}
+}
