@@ -34,7 +34,8 @@ func FuzzRawPath(f *testing.F) {
 // chain, and an untrusted peer can never choose it with X-Forwarded-For.
 func FuzzClientIP(f *testing.F) {
 	for _, s := range []string{"", "203.0.113.7", "203.0.113.7, 10.0.0.2", "garbage, 10.0.0.2", "::ffff:203.0.113.7",
-		"10.0.0.1,10.0.0.2", " , ,", "203.0.113.7 10.0.0.2", "[::1]", "fe80::1%eth0"} {
+		"10.0.0.1,10.0.0.2", " , ,", "203.0.113.7 10.0.0.2", "[::1]", "fe80::1%eth0",
+		"fe80::1%<img/src=x>", "203.0.113.7,"} {
 		f.Add(s, true)
 		f.Add(s, false)
 	}
@@ -46,8 +47,8 @@ func FuzzClientIP(f *testing.F) {
 		}
 		got := h.clientIP(r)
 		a, err := netip.ParseAddr(got)
-		if err != nil || a.String() != got {
-			t.Fatalf("clientIP(xff %q) = %q: not one canonical address", xff, got)
+		if err != nil || a.String() != got || a.Zone() != "" {
+			t.Fatalf("clientIP(xff %q) = %q: not one canonical address without a zone", xff, got)
 		}
 		switch {
 		case !fromTrusted && got != "198.51.100.9":
@@ -66,4 +67,28 @@ func FuzzClientIP(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Hostile X-Forwarded-For chains from a trusted peer: anything unparsable
+// at the right end (an empty element, an IPv6 zone, which is free text)
+// means the chain is not believed and the peer is audited.
+func TestClientIPHostileChains(t *testing.T) {
+	t.Parallel()
+	h := &Handler{cfg: Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}}
+	for xff, want := range map[string]string{
+		"203.0.113.7":                          "203.0.113.7",
+		"203.0.113.7,":                         "127.0.0.1",
+		"203.0.113.7, ":                        "127.0.0.1",
+		"fe80::1%<img/src=x/onerror=1>":        "127.0.0.1",
+		"203.0.113.7, fe80::1%eth0":            "127.0.0.1",
+		"fe80::1%eth0, 203.0.113.7":            "203.0.113.7",
+		"::ffff:203.0.113.7":                   "203.0.113.7",
+		"203.0.113.7, evil":                    "127.0.0.1",
+		"198.51.100.1, 203.0.113.7, 127.0.0.2": "203.0.113.7",
+	} {
+		r := &http.Request{Header: http.Header{"X-Forwarded-For": {xff}}, RemoteAddr: "127.0.0.1:4000"}
+		if got := h.clientIP(r); got != want {
+			t.Errorf("X-Forwarded-For %q: client %q, want %q", xff, got, want)
+		}
+	}
 }

@@ -10,18 +10,69 @@ import (
 )
 
 // stripInbound removes headers a client could use to pose as someone else
-// (X-Okproxy-*) or to change the method after the policy decided (the
-// method-override headers some frameworks honour). Keys are compared without
-// regard to case: net/http canonicalises them, but a map built by hand (or a
-// future HTTP/2 path) may not, and one pass costs no allocation.
-func stripInbound(h http.Header) {
+// (X-Okproxy-*), to change the method or path after the policy decided (the
+// method- and URL-override headers some frameworks honour), or, from a peer
+// that is not a trusted proxy, to claim another client address or another
+// front-end route (X-Forwarded-*, Forwarded, X-Real-IP and kin). It also
+// removes every header whose name contains an underscore, as nginx does by
+// default: CGI, WSGI and Rack turn "-" and "_" into the same variable, so
+// "X-Okproxy_User" would reach such an upstream as HTTP_X_OKPROXY_USER.
+// Keys are compared without regard to case: net/http canonicalises them,
+// but a map built by hand may not, and one pass costs no allocation.
+func stripInbound(h http.Header, trusted bool) {
 	for k := range h {
-		if len(k) >= 10 && strings.EqualFold(k[:10], "X-Okproxy-") ||
-			strings.EqualFold(k, "X-Http-Method-Override") || strings.EqualFold(k, "X-Http-Method") ||
-			strings.EqualFold(k, "X-Method-Override") {
+		switch {
+		case strings.IndexByte(k, '_') >= 0,
+			len(k) >= 10 && strings.EqualFold(k[:10], "X-Okproxy-"),
+			overrideHeader(k):
+			delete(h, k)
+		case !trusted && forwardingHeader(k):
 			delete(h, k)
 		}
 	}
+}
+
+// overrideHeader: headers that ask the upstream framework to use another
+// method or path than the one okproxy authorised.
+func overrideHeader(k string) bool {
+	for _, o := range [...]string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
+		"X-Original-Url", "X-Rewrite-Url", "X-Original-Method"} {
+		if strings.EqualFold(k, o) {
+			return true
+		}
+	}
+	return false
+}
+
+// forwardingHeader: headers a front-end proxy sets about the client or its
+// own routing, believable only from a --trusted-proxy peer.
+func forwardingHeader(k string) bool {
+	if len(k) >= 12 && strings.EqualFold(k[:12], "X-Forwarded-") {
+		return true
+	}
+	for _, o := range [...]string{"Forwarded", "X-Real-Ip", "True-Client-Ip", "X-Client-Ip",
+		"X-Cluster-Client-Ip", "Cf-Connecting-Ip", "Fastly-Client-Ip", "X-Originating-Ip"} {
+		if strings.EqualFold(k, o) {
+			return true
+		}
+	}
+	return false
+}
+
+// upgradeAllowed reports whether an Upgrade request may pass: only
+// WebSocket. After a 101 the connection is a raw tunnel the proxy no longer
+// reads, so an upgrade to h2c (HTTP/2 requests on the tunnel, each
+// unchecked) or any other protocol the upstream might speak request by
+// request is not forwarded; the request itself is served without it.
+func upgradeAllowed(h http.Header) bool {
+	for _, v := range h.Values("Upgrade") {
+		for _, p := range strings.Split(v, ",") {
+			if !strings.EqualFold(strings.TrimSpace(p), "websocket") {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // rawPath extracts the escaped path from the request target exactly as the
@@ -44,11 +95,13 @@ func rawPath(requestURI string) (string, bool) {
 		}
 		requestURI = rest[j:]
 	}
-	if i := strings.IndexByte(requestURI, '?'); i >= 0 {
-		requestURI = requestURI[:i]
-	}
+	// A fragment never belongs in a request target (RFC 9112 §3.2), also
+	// not after the query, where an upstream might read it differently.
 	if strings.IndexByte(requestURI, '#') >= 0 {
 		return "", false
+	}
+	if i := strings.IndexByte(requestURI, '?'); i >= 0 {
+		requestURI = requestURI[:i]
 	}
 	return requestURI, true
 }
@@ -128,15 +181,15 @@ func (h *Handler) clientIP(r *http.Request) string {
 	var hops []string
 	for _, v := range r.Header.Values("X-Forwarded-For") {
 		for _, p := range strings.Split(v, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				hops = append(hops, p)
-			}
+			// An empty element ("1.1.1.1,") is garbage like any other.
+			hops = append(hops, strings.TrimSpace(p))
 		}
 	}
 	for i := len(hops) - 1; i >= 0; i-- {
 		a, err := netip.ParseAddr(hops[i])
-		if err != nil {
-			// Garbage in the chain: stop believing it at this point.
+		if err != nil || a.Zone() != "" {
+			// Garbage in the chain (an IPv6 zone is free text, never a
+			// client's address): stop believing it at this point.
 			return peer.String()
 		}
 		a = a.Unmap()

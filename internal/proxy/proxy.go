@@ -129,9 +129,10 @@ func New(cfg Config) (*Handler, error) {
 	h := &Handler{cfg: cfg}
 	h.hv, _ = cfg.Verifier.(HeaderVerifier)
 	h.rp = &httputil.ReverseProxy{
-		Rewrite:      h.rewrite,
-		Transport:    cfg.Transport,
-		ErrorHandler: h.upstreamError,
+		Rewrite:        h.rewrite,
+		Transport:      cfg.Transport,
+		ErrorHandler:   h.upstreamError,
+		ModifyResponse: h.modifyResponse,
 		// FlushInterval stays 0: ReverseProxy then flushes at once for responses
 		// of unknown length and for text/event-stream, so streams stream, while
 		// sized responses are not flushed write by write (-1 cost a third of
@@ -202,7 +203,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.clientIP = h.clientIP(r)
 
 	// 1. Hygiene: before anything else looks at the request.
-	stripInbound(r.Header)
+	stripInbound(r.Header, h.trusted(r.RemoteAddr))
+	if !upgradeAllowed(r.Header) {
+		r.Header.Del("Upgrade")
+	}
+	r.Header.Del("Http2-Settings")
+	if m := r.Method; strings.EqualFold(m, http.MethodConnect) || strings.EqualFold(m, http.MethodTrace) || strings.EqualFold(m, "TRACK") {
+		// CONNECT opens a tunnel; TRACE echoes the request, headers and all.
+		h.refuse(w, r, st, policy.ReasonBadRequest, "method "+m+" is not proxied")
+		return
+	}
 	raw, ok := rawPath(r.RequestURI)
 	if !ok {
 		h.refuse(w, r, st, policy.ReasonBadRequest, "request target is not an origin-form path")
@@ -332,13 +342,14 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 			pr.Out.Header["X-Forwarded-For"] = xff
 		}
 	}
+	// X-Forwarded-Host is always the Host the rules and the audit event saw,
+	// also behind a trusted proxy: one that passes its client's own
+	// X-Forwarded-Host through would otherwise let the upstream route on a
+	// host no host rule was evaluated for.
 	pr.SetXForwarded()
 	if trusted {
 		if p := pr.In.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
 			pr.Out.Header.Set("X-Forwarded-Proto", p)
-		}
-		if fh := pr.In.Header.Get("X-Forwarded-Host"); fh != "" {
-			pr.Out.Header.Set("X-Forwarded-Host", fh)
 		}
 	}
 	out := pr.Out.Header
@@ -351,6 +362,15 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 		out.Set("X-Okproxy-Groups", headerSafe(st.groupsHeader))
 	}
 	out.Set("X-Okproxy-Rule", st.decision.Granted)
+}
+
+// modifyResponse gives a proxied response the request id the upstream and
+// the audit event got, unless the upstream set its own.
+func (h *Handler) modifyResponse(resp *http.Response) error {
+	if st, _ := resp.Request.Context().Value(stateKey{}).(*reqState); st != nil && resp.Header.Get("X-Request-Id") == "" {
+		resp.Header.Set("X-Request-Id", st.id)
+	}
+	return nil
 }
 
 // upstreamError maps transport failures to 502/504 with the proxy's JSON body.

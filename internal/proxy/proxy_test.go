@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -644,4 +645,143 @@ type verifyOnly struct{ v Verifier }
 
 func (o verifyOnly) Verify(ctx context.Context, raw string) (*authn.Identity, error) {
 	return o.v.Verify(ctx, raw)
+}
+
+// Headers that would let a client pose as someone else, change the method or
+// path after the decision, or claim another address or route never reach the
+// upstream, in any spelling: CGI, WSGI and Rack read "X-Okproxy_User" as
+// HTTP_X_OKPROXY_USER, so underscore spellings are removed too.
+func TestHostileHeadersNeverReachUpstream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	tok := e.iss.Mint(oktatest.Claims{Subject: "alice@example.com", Groups: []string{"Engineering"}}) // no uid claim
+	hostile := map[string]string{
+		"X-Okproxy_User":         "admin@example.com",
+		"X_Okproxy_Groups":       "Admins",
+		"X-Okproxy_User_Id":      "00uADMIN",
+		"x_okproxy_rule":         "admin",
+		"X_Http_Method_Override": "DELETE",
+		"X_Forwarded_For":        "6.6.6.6",
+		"X_Request_Id":           "forged",
+		"Some_Header":            "x",
+		"X-Original-URL":         "/admin/x",
+		"X-Rewrite-URL":          "/admin/y",
+		"X-Original-Method":      "DELETE",
+		"X-Real-IP":              "6.6.6.6",
+		"True-Client-IP":         "6.6.6.7",
+		"X-Client-IP":            "6.6.6.8",
+		"CF-Connecting-IP":       "6.6.6.9",
+		"X-Forwarded-Port":       "443",
+		"X-Forwarded-Prefix":     "/admin",
+		"X-Forwarded-Server":     "evil",
+		"Forwarded":              "for=6.6.6.6;host=evil",
+	}
+	for _, anon := range []bool{false, true} {
+		h := map[string]string{}
+		for k, v := range hostile {
+			h[k] = v
+		}
+		target := "/ws" // any authenticated caller; echoes unless asked to upgrade
+		if anon {
+			target = "/healthz"
+		} else {
+			h["Authorization"] = "Bearer " + tok
+		}
+		r := e.raw("GET", target, h)
+		if r.status != 200 || r.seen == nil {
+			t.Fatalf("%s: status %d: %s", target, r.status, r.body)
+		}
+		for k, vs := range r.seen.Header {
+			n := strings.ToLower(k)
+			if strings.Contains(n, "_") {
+				t.Errorf("%s: upstream got underscore header %s: %q", target, k, vs)
+			}
+			for hk, hv := range hostile {
+				if strings.EqualFold(k, hk) || slices.Contains(vs, hv) {
+					t.Errorf("%s: upstream got %s: %q (sent %s: %s)", target, k, vs, hk, hv)
+				}
+			}
+		}
+		if got := http.Header(r.seen.Header).Get("X-Forwarded-For"); got != "127.0.0.1" {
+			t.Errorf("%s: X-Forwarded-For %q", target, got)
+		}
+		if r.seen.Path != target || r.seen.Method != "GET" {
+			t.Errorf("upstream served %s %s", r.seen.Method, r.seen.Path)
+		}
+	}
+}
+
+// Behind a trusted proxy the upstream's X-Forwarded-Host is the Host the
+// host rules were evaluated for, never one the proxy passed through.
+func TestTrustedProxyForwardedHostIsTheEvaluatedHost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
+	r := e.raw("GET", "/healthz", map[string]string{"X-Forwarded-Host": "admin.example.com", "X-Real-IP": "203.0.113.9"})
+	h := http.Header(r.seen.Header)
+	if got := h.Get("X-Forwarded-Host"); got != "api.example.com" {
+		t.Fatalf("X-Forwarded-Host %q, want the request's Host", got)
+	}
+	if got := h.Get("X-Real-Ip"); got != "203.0.113.9" {
+		t.Fatalf("a trusted proxy's X-Real-IP should pass: %q", got)
+	}
+	if evs := e.sink.all(); evs[len(evs)-1].Host != "api.example.com" {
+		t.Fatalf("audited host %q", evs[len(evs)-1].Host)
+	}
+}
+
+// Only WebSocket upgrades pass. After a 101 the connection is a tunnel the
+// proxy no longer reads: an h2c upgrade would carry unchecked HTTP/2
+// requests. The request is served without the upgrade.
+func TestOnlyWebSocketUpgradesPass(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	for _, up := range []string{"h2c", "H2C", "websocket, h2c", "TLS/1.2", "foo"} {
+		r := e.raw("GET", "/healthz", map[string]string{"Upgrade": up, "Connection": "Upgrade, HTTP2-Settings", "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA"})
+		if r.status != 200 || r.seen == nil {
+			t.Fatalf("Upgrade %q: status %d: %s", up, r.status, r.body)
+		}
+		h := http.Header(r.seen.Header)
+		if h.Get("Upgrade") != "" || h.Get("Http2-Settings") != "" || strings.Contains(strings.ToLower(h.Get("Connection")), "upgrade") {
+			t.Errorf("Upgrade %q reached the upstream: %v", up, r.seen.Header)
+		}
+	}
+}
+
+// Methods that are not requests for a resource, and targets with a
+// fragment, are refused and audited.
+func TestRefusedMethodsAndTargets(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	tok := bearer(e.token("a@example.com", nil)) // /ws grants any authenticated caller, all methods
+	for _, c := range []struct{ method, target string }{
+		{"TRACE", "/ws"}, {"trace", "/ws"}, {"TRACK", "/ws"}, {"CONNECT", "/ws"},
+		{"GET", "/ws?q=1#frag"}, {"GET", "/ws#frag"},
+	} {
+		before := len(e.sink.all())
+		r := e.raw(c.method, c.target, tok)
+		if r.status != 400 || r.err.Error != "bad_request" || r.seen != nil {
+			t.Errorf("%s %s: status %d: %s", c.method, c.target, r.status, r.body)
+			continue
+		}
+		evs := e.sink.all()
+		if len(evs) != before+1 || evs[len(evs)-1].Reason != "bad_request" {
+			t.Errorf("%s %s: audit %+v", c.method, c.target, evs[before:])
+		}
+	}
+}
+
+// A proxied response carries the request id the upstream and the audit
+// event got, unless the upstream set its own.
+func TestProxiedResponseCarriesRequestID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	r := e.raw("GET", "/healthz", map[string]string{"X-Request-Id": "req-123"})
+	if r.status != 200 || r.header.Get("X-Request-Id") != "req-123" || r.header.Values("X-Request-Id")[0] != "req-123" {
+		t.Fatalf("status %d, X-Request-Id %q", r.status, r.header.Values("X-Request-Id"))
+	}
+	r = e.raw("GET", "/healthz", nil)
+	evs := e.sink.all()
+	if id := r.header.Get("X-Request-Id"); id == "" || id != evs[len(evs)-1].RequestID {
+		t.Fatalf("generated id %q, audited %q", id, evs[len(evs)-1].RequestID)
+	}
 }

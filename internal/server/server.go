@@ -259,12 +259,15 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("admin listen %s: %w", s.cfg.AdminListen, err)
 	}
 	s.main = &http.Server{
-		Handler:           s.handler,
-		ConnContext:       proxy.ConnContext,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		Handler:     s.handler,
+		ConnContext: proxy.ConnContext,
+		// "OPTIONS *" would otherwise be answered by net/http itself, with
+		// 200 and no audit event; the handler refuses it (400) and audits it.
+		DisableGeneralOptionsHandler: true,
+		ReadHeaderTimeout:            10 * time.Second,
+		IdleTimeout:                  120 * time.Second,
+		MaxHeaderBytes:               64 << 10,
+		ErrorLog:                     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.admin = &http.Server{Handler: s.adminMux(), ReadHeaderTimeout: 5 * time.Second}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))

@@ -558,3 +558,33 @@ func TestHTTP2StreamsManyTokens(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// "OPTIONS *" would be answered by net/http itself (200, no audit event);
+// serve hands it to the handler, which refuses it with 400 and audits it.
+func TestOptionsAsteriskIsRefusedAndAudited(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "", nil)
+	h.waitStatus("/anything", "", 401, 5*time.Second) // serving, snapshot loaded
+	conn, err := net.Dial("tcp", h.srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "OPTIONS * HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 400 || !strings.Contains(string(b), `"bad_request"`) {
+		t.Fatalf("OPTIONS *: %d %s", res.StatusCode, b)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for h.auditCount("method = 'OPTIONS' AND reason = 'bad_request'") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("OPTIONS * was not audited")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
