@@ -129,7 +129,7 @@ times are local. --follow prints the newest
 	fl.StringVar(&o.since, "since", "1h", "oldest event: duration back from now (90m, 7d) or RFC 3339")
 	fl.StringVar(&o.until, "until", "", "newest event, exclusive: duration back from now or RFC 3339 (default now)")
 	fl.StringVar(&o.user, "user", "", "caller: subject or email (case-insensitive) or Okta user id")
-	fl.StringVar(&o.group, "group", "", "a group in the caller's token (case-insensitive for groups the directory or rules know)")
+	fl.StringVar(&o.group, "group", "", "a group in the caller's token, by name (case-insensitive for groups the directory or rules know) or Okta id 00g… (its current and earlier names)")
 	fl.StringVar(&o.decision, "decision", "", "allow, deny or error")
 	fl.StringVar(&o.reason, "reason", "", "reason code, e.g. forbidden, invalid_token, quota_exceeded")
 	fl.StringVar(&o.rule, "rule", "", "rule that matched (including the one that granted or denied)")

@@ -588,3 +588,41 @@ func TestAuditPruneNothingIsEmptyList(t *testing.T) {
 		t.Fatalf("admin event after: %s (%v)", admin[0].After, err)
 	}
 }
+
+// audit query --group takes an Okta group id too (SPEC §3): it matches the
+// group's current name and the names rules knew it by before a rename.
+func TestAuditQueryGroupByID(t *testing.T) {
+	t.Parallel()
+	db := dbtest.NewDatabase(t)
+	srv := fakeOrg(t)
+	mustRun(t, db, "rules", "add", "billing-read", "--path", "/billing/**", "--allow", "Finance")
+	if r := run(t, db, tokenEnv, syncArgs(srv)...); r.code != 0 {
+		t.Fatalf("sync: %+v", r)
+	}
+	// Okta renames the group; the rule stays bound to its id.
+	st, err := store.Open(context.Background(), store.Config{URL: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Pool().Exec(context.Background(), `UPDATE okta_groups SET name = 'Finance EMEA' WHERE id = '00gFinance0000000003'`); err != nil {
+		t.Fatal(err)
+	}
+	insertAudit(t, db,
+		ev("old-name", 10*time.Minute, nil),
+		ev("new-name", 5*time.Minute, func(e *audit.Event) { e.Groups = []string{"Finance EMEA"} }),
+		ev("other", 7*time.Minute, func(e *audit.Event) { e.Groups = []string{"Developers"} }),
+		ev("by-id", 8*time.Minute, func(e *audit.Event) { e.Groups = []string{"00gFinance0000000003"} }),
+	)
+	for group, want := range map[string][]string{
+		"00gFinance0000000003": {"new-name", "by-id", "old-name"},
+		"00gDevelopers0000002": {"other"},
+		"00gUnknown0000000009": nil,
+		"Finance EMEA":         {"new-name"},
+	} {
+		r := mustRun(t, db, "audit", "query", "--group", group, "-o", "json")
+		if got := requestIDs(t, r.stdout); !slices.Equal(got, want) {
+			t.Errorf("--group %s: got %v, want %v", group, got, want)
+		}
+	}
+}

@@ -106,7 +106,9 @@ func (s *Store) planAuditQuery(ctx context.Context, f audit.Filter) (auditQuery,
 // groupSpellings returns the spellings of a group name to look for in
 // tokens: as typed, lower case, upper case, capitalised, and every spelling
 // (ignoring case) known to the synced directory and to rules. Tokens carry
-// Okta's spelling, which the directory knows once synced.
+// Okta's spelling, which the directory knows once synced. An Okta group id
+// (SPEC §3) also matches the group's current name and the names rules and
+// quotas bound to it were given, which are the names it had before a rename.
 func (s *Store) groupSpellings(ctx context.Context, name string) ([]string, error) {
 	variants := []string{name, strings.ToLower(name), strings.ToUpper(name)}
 	if r, size := utf8.DecodeRuneInString(name); size > 0 {
@@ -115,8 +117,9 @@ func (s *Store) groupSpellings(ctx context.Context, name string) ([]string, erro
 	var out []string
 	err := s.pool.QueryRow(ctx, `SELECT array_agg(DISTINCT n) FROM (
 		SELECT unnest($2::text[]) AS n
-		UNION SELECT name FROM okta_groups WHERE lower(name) = lower($1)
-		UNION SELECT group_name FROM rule_groups WHERE lower(group_name) = lower($1)) s`, name, variants).Scan(&out)
+		UNION SELECT name FROM okta_groups WHERE lower(name) = lower($1) OR id = $1
+		UNION SELECT group_name FROM rule_groups WHERE lower(group_name) = lower($1) OR group_id = $1
+		UNION SELECT group_name FROM quotas WHERE group_id = $1) s`, name, variants).Scan(&out)
 	if err != nil {
 		return nil, fmt.Errorf("resolve group %q: %w", name, err)
 	}
