@@ -21,13 +21,20 @@ import (
 // but a map built by hand may not, and one pass costs no allocation.
 func stripInbound(h http.Header, trusted bool) {
 	for k := range h {
-		switch {
-		case strings.IndexByte(k, '_') >= 0,
-			len(k) >= 10 && strings.EqualFold(k[:10], "X-Okproxy-"),
-			overrideHeader(k):
+		if strings.IndexByte(k, '_') >= 0 {
 			delete(h, k)
-		case !trusted && forwardingHeader(k):
-			delete(h, k)
+			continue
+		}
+		if k == "" {
+			continue
+		}
+		// Every name below starts with x, f, t or c: most headers a client
+		// sends (Accept, Authorization, Host, User-Agent) skip the compares.
+		switch k[0] | 0x20 {
+		case 'x', 'f', 't', 'c':
+			if len(k) >= 10 && strings.EqualFold(k[:10], "X-Okproxy-") || overrideHeader(k) || !trusted && forwardingHeader(k) {
+				delete(h, k)
+			}
 		}
 	}
 }
@@ -37,7 +44,7 @@ func stripInbound(h http.Header, trusted bool) {
 func overrideHeader(k string) bool {
 	for _, o := range [...]string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
 		"X-Original-Url", "X-Rewrite-Url", "X-Original-Method"} {
-		if strings.EqualFold(k, o) {
+		if len(k) == len(o) && strings.EqualFold(k, o) {
 			return true
 		}
 	}
@@ -52,7 +59,7 @@ func forwardingHeader(k string) bool {
 	}
 	for _, o := range [...]string{"Forwarded", "X-Real-Ip", "True-Client-Ip", "X-Client-Ip",
 		"X-Cluster-Client-Ip", "Cf-Connecting-Ip", "Fastly-Client-Ip", "X-Originating-Ip"} {
-		if strings.EqualFold(k, o) {
+		if len(k) == len(o) && strings.EqualFold(k, o) {
 			return true
 		}
 	}
