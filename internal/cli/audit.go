@@ -52,20 +52,12 @@ func (o *auditQueryOptions) filter(now time.Time) (audit.Filter, error) {
 	if o.follow && o.output == "yaml" {
 		return f, usageErrorf("-o/--output: yaml is one document and cannot be followed; use json (JSON Lines), csv or table with --follow")
 	}
-	var err error
-	if f.Since, err = audit.ParseTimeBound(o.since, now); err != nil {
-		return f, usageErrorf("--since: %v", err)
+	if o.until != "" && o.follow {
+		return f, usageErrorf("--until: cannot be combined with --follow")
 	}
-	if o.until != "" {
-		if o.follow {
-			return f, usageErrorf("--until: cannot be combined with --follow")
-		}
-		if f.Until, err = audit.ParseTimeBound(o.until, now); err != nil {
-			return f, usageErrorf("--until: %v", err)
-		}
-		if !f.Until.After(f.Since) {
-			return f, usageErrorf("--until: %s is not after --since %s", f.Until.Format(time.RFC3339), f.Since.Format(time.RFC3339))
-		}
+	var err error
+	if f.Since, f.Until, err = timeWindow(o.since, o.until, time.Hour, now); err != nil {
+		return f, err
 	}
 	if o.decision != "" && !audit.ValidDecision(o.decision) {
 		return f, usageErrorf("--decision: %q is not one of %s", o.decision, strings.Join(audit.Decisions, ", "))
@@ -85,6 +77,28 @@ func (o *auditQueryOptions) filter(now time.Time) (audit.Filter, error) {
 	f.User, f.Group, f.Decision, f.Reason = o.user, o.group, o.decision, o.reason
 	f.Rule, f.PathPrefix, f.Status, f.Limit = o.rule, o.pathPrefix, o.status, o.limit
 	return f, nil
+}
+
+// timeWindow reads --since and --until. An empty since is def before until,
+// or before now without until: --until alone moves the default window back
+// with it rather than leaving it empty or inverted. until is zero when not
+// given (open-ended); a window that is not after since is refused.
+func timeWindow(since, until string, def time.Duration, now time.Time) (from, to time.Time, err error) {
+	if until != "" {
+		if to, err = audit.ParseTimeBound(until, now); err != nil {
+			return from, to, usageErrorf("--until: %v", err)
+		}
+	}
+	if since == "" {
+		return cmp.Or(to, now).Add(-def), to, nil
+	}
+	if from, err = audit.ParseTimeBound(since, now); err != nil {
+		return from, to, usageErrorf("--since: %v", err)
+	}
+	if !to.IsZero() && !to.After(from) {
+		return from, to, usageErrorf("--until: %s is not after --since %s", to.Format(time.RFC3339), from.Format(time.RFC3339))
+	}
+	return from, to, nil
 }
 
 func (a *App) auditQuery() *cobra.Command {
@@ -126,7 +140,7 @@ times are local. --follow prints the newest
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&o.since, "since", "1h", "oldest event: duration back from now (90m, 7d) or RFC 3339")
+	fl.StringVar(&o.since, "since", "", "oldest event: duration back from now (90m, 7d) or RFC 3339 (default 1h, or 1h before --until)")
 	fl.StringVar(&o.until, "until", "", "newest event, exclusive: duration back from now or RFC 3339 (default now)")
 	fl.StringVar(&o.user, "user", "", "caller: subject or email (case-insensitive) or Okta user id")
 	fl.StringVar(&o.group, "group", "", "a group in the caller's token, by name (case-insensitive for groups the directory or rules know) or Okta id 00g… (its current and earlier names)")

@@ -32,13 +32,8 @@ func (a *App) auditAdmin() *cobra.Command {
 			now := time.Now()
 			var f store.AdminEventFilter
 			var err error
-			if f.Since, err = audit.ParseTimeBound(since, now); err != nil {
-				return usageErrorf("--since: %v", err)
-			}
-			if until != "" {
-				if f.Until, err = audit.ParseTimeBound(until, now); err != nil {
-					return usageErrorf("--until: %v", err)
-				}
+			if f.Since, f.Until, err = timeWindow(since, until, 30*24*time.Hour, now); err != nil {
+				return err
 			}
 			if limit < 1 {
 				return usageErrorf("--limit: %d is not positive", limit)
@@ -85,7 +80,7 @@ func (a *App) auditAdmin() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&since, "since", "30d", "oldest change: duration back from now or RFC 3339")
+	fl.StringVar(&since, "since", "", "oldest change: duration back from now or RFC 3339 (default 30d, or 30d before --until)")
 	fl.StringVar(&until, "until", "", "newest change, exclusive (default now)")
 	fl.StringVar(&actor, "actor", "", "who made the change (case-insensitive)")
 	fl.StringVar(&object, "object", "", "what changed: TYPE or TYPE/NAME (rule, quota, sync, audit)")

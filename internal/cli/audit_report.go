@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,17 +32,12 @@ rules would change. -o html writes one self-contained page with charts.`,
 			}
 			now := time.Now()
 			var err error
-			if o.Since, err = audit.ParseTimeBound(since, now); err != nil {
-				return usageErrorf("--since: %v", err)
+			if o.Since, o.Until, err = timeWindow(since, until, 7*24*time.Hour, now); err != nil {
+				return err
 			}
-			o.Until = now
-			if until != "" {
-				if o.Until, err = audit.ParseTimeBound(until, now); err != nil {
-					return usageErrorf("--until: %v", err)
-				}
-			}
-			if !o.Until.After(o.Since) {
-				return usageErrorf("--until: not after --since")
+			o.Until = cmp.Or(o.Until, now)
+			if !o.Until.After(o.Since) { // --since in the future
+				return usageErrorf("--since: %s is not before now", o.Since.Format(time.RFC3339))
 			}
 			if !(o.SpikeSigma >= 0 && o.SpikeSigma <= 1e6) { // NaN or ±Inf would silently never report a spike
 				return usageErrorf("--sigma: %v is not a number from 0 to 1e6", o.SpikeSigma)
@@ -74,7 +70,7 @@ rules would change. -o html writes one self-contained page with charts.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&since, "since", "7d", "window start: duration back from now or RFC 3339")
+	fl.StringVar(&since, "since", "", "window start: duration back from now or RFC 3339 (default 7d, or 7d before --until)")
 	fl.StringVar(&until, "until", "", "window end, exclusive (default now)")
 	fl.Float64Var(&o.SpikeSigma, "sigma", 3, "denial spike: last bucket above mean + sigma × stddev of the caller's earlier buckets")
 	fl.IntVar(&o.SpikeMin, "min-denials", 5, "denial spike: at least this many denials in the last bucket")

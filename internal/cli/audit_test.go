@@ -107,6 +107,9 @@ func TestAuditQueryFilters(t *testing.T) {
 		{nil, []string{"a1", "a2", "a3", "a4", "a5"}},
 		{[]string{"--since", "4h"}, []string{"a1", "a2", "a3", "a4", "a5", "old"}},
 		{[]string{"--since", "4h", "--until", "2h"}, []string{"old"}},
+		{[]string{"--until", "150m"}, []string{"old"}},                      // --since: 1h before --until
+		{[]string{"--until", "5m"}, []string{"a1", "a2", "a3", "a4", "a5"}}, //
+		{[]string{"--until", "15m", "--since", "4h"}, []string{"a2", "a3", "a4", "a5", "old"}},
 		{[]string{"--since", time.Now().Add(-25 * time.Minute).UTC().Format(time.RFC3339)}, []string{"a1", "a2"}},
 		{[]string{"--limit", "2"}, []string{"a1", "a2"}},
 		{[]string{"--user", "alice@example.com"}, []string{"a1", "a4"}},
@@ -623,6 +626,47 @@ func TestAuditQueryGroupByID(t *testing.T) {
 		r := mustRun(t, db, "audit", "query", "--group", group, "-o", "json")
 		if got := requestIDs(t, r.stdout); !slices.Equal(got, want) {
 			t.Errorf("--group %s: got %v, want %v", group, got, want)
+		}
+	}
+}
+
+// --until alone moves the default window back with it (audit query: 1h,
+// admin: 30d, report: 7d before --until) instead of leaving --since at its
+// default back from now, which made the window empty or inverted.
+func TestAuditUntilWithoutSince(t *testing.T) {
+	t.Parallel()
+	db := dbtest.NewDatabase(t)
+	insertAudit(t, db, ev("d40", 40*24*time.Hour, nil))
+	st, err := store.Open(context.Background(), store.Config{URL: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Pool().Exec(context.Background(), `INSERT INTO admin_events (time, actor, action, object_type, object_name)
+		VALUES (now() - interval '40 days', 'old', 'rule.add', 'rule', 'x')`); err != nil {
+		t.Fatal(err)
+	}
+	if got := requestIDs(t, mustRun(t, db, "audit", "query", "--until", "40d", "--since", "41d", "-o", "json").stdout); !slices.Equal(got, []string{"d40"}) {
+		t.Fatalf("query with both bounds: %v", got)
+	}
+	until := time.Now().Add(-40*24*time.Hour + 30*time.Minute).UTC().Format(time.RFC3339)
+	if got := requestIDs(t, mustRun(t, db, "audit", "query", "--until", until, "-o", "json").stdout); !slices.Equal(got, []string{"d40"}) {
+		t.Fatalf("query --until alone: %v", got)
+	}
+	var evs []store.AdminEvent
+	json.Unmarshal([]byte(mustRun(t, db, "audit", "admin", "--until", "35d", "-o", "json").stdout), &evs)
+	if len(evs) != 1 || evs[0].Actor != "old" {
+		t.Fatalf("admin --until alone: %+v", evs)
+	}
+	var rep audit.Report
+	out := mustRun(t, db, "audit", "report", "--until", "35d", "-o", "json").stdout
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Totals.Requests != 1 {
+		t.Fatalf("report --until alone: %v\n%s", err, out)
+	}
+	// An explicit --since after --until is still refused, naming the flag.
+	for _, cmd := range []string{"query", "admin", "report"} {
+		if r := run(t, db, nil, "audit", cmd, "--since", "1h", "--until", "2h"); r.code != ExitUsage || !strings.Contains(r.stderr, "--until") {
+			t.Errorf("audit %s --since 1h --until 2h: %+v", cmd, r)
 		}
 	}
 }
