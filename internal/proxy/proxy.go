@@ -12,6 +12,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -159,6 +161,7 @@ type reqState struct {
 	detail   string // log-only detail of a refusal
 	quota    *QuotaDecision
 	upstream policy.Reason // set by the error handler
+	body     *clientBody   // the request body as forwarded, nil without one
 	// groupNames are the audit groups; groupsHeader the X-Okproxy-Groups value.
 	groupNames   []string
 	groupsHeader string
@@ -284,6 +287,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.reason = policy.ReasonQuotaUnchecked
 	}
 	rw := &responseRecorder{ResponseWriter: w}
+	if r.Body != nil && r.Body != http.NoBody {
+		st.body = &clientBody{ReadCloser: r.Body}
+		r.Body = st.body
+	}
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	h.rp.ServeHTTP(rw, r)
 	status := rw.status
@@ -364,6 +371,30 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	out.Set("X-Okproxy-Rule", st.decision.Granted)
 }
 
+// clientBody notes a failure reading the client's request body while it is
+// streamed upstream, so the error handler can tell a malformed request from
+// a failing upstream.
+type clientBody struct {
+	io.ReadCloser
+	err atomic.Pointer[error]
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.err.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+// failed is the first error reading the body, or nil.
+func (b *clientBody) failed() error {
+	if e := b.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
 // modifyResponse gives a proxied response the request id the upstream and
 // the audit event got, unless the upstream set its own.
 func (h *Handler) modifyResponse(resp *http.Response) error {
@@ -373,19 +404,29 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 	return nil
 }
 
-// upstreamError maps transport failures to 502/504 with the proxy's JSON body.
+// upstreamError maps transport failures to 502/504 with the proxy's JSON
+// body, or to 400 when it was the client's body that failed.
 func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	st, _ := r.Context().Value(stateKey{}).(*reqState)
 	reason := policy.ReasonBadGateway
 	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+	switch {
+	case st != nil && st.body != nil && st.body.failed() != nil:
+		// The client's body could not be read (bad chunking, the client
+		// gone mid-upload): the client's fault, not the upstream's.
+		reason, err = policy.ReasonBadRequest, st.body.failed()
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
 		reason = policy.ReasonGatewayTimeout
 	}
 	if st != nil {
 		st.upstream = reason
 		st.detail = err.Error()
 	}
-	h.cfg.Logger.Warn("upstream request failed", "request_id", idOf(st), "reason", reason, "err", err)
+	if reason == policy.ReasonBadRequest {
+		h.cfg.Logger.Info("request refused: the client's body could not be read", "request_id", idOf(st), "reason", reason, "err", err)
+	} else {
+		h.cfg.Logger.Warn("upstream request failed", "request_id", idOf(st), "reason", reason, "err", err)
+	}
 	writeError(w, reason, idOf(st))
 }
 

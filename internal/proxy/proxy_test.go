@@ -785,3 +785,29 @@ func TestProxiedResponseCarriesRequestID(t *testing.T) {
 		t.Fatalf("generated id %q, audited %q", id, evs[len(evs)-1].RequestID)
 	}
 }
+
+// A request body the client botches (malformed chunking) is the client's
+// fault: 400 bad_request, audited as a deny, not a 502 upstream error.
+func TestMalformedClientBodyIs400(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	conn, err := net.Dial("tcp", e.proxy.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /ws HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nbroken\r\n0\r\n\r\n", e.token("a@example.com", nil))
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 400 || !strings.Contains(string(b), `"bad_request"`) {
+		t.Fatalf("status %d: %s", res.StatusCode, b)
+	}
+	evs := e.sink.all()
+	if ev := evs[len(evs)-1]; ev.Reason != "bad_request" || ev.Decision != "deny" || ev.Status != 400 {
+		t.Fatalf("audit: %+v", ev)
+	}
+}
