@@ -88,10 +88,28 @@ func (v *Verifier) identity(c map[string]json.RawMessage, now time.Time) (*Ident
 			}
 		}
 	}
+	// Identity that reaches the upstream in headers and the audit trail in
+	// columns must be what the issuer signed: a control character would have
+	// to be dropped from a header, so "bob\nx" and "bobx" would become the
+	// same caller. Such a token is refused rather than altered.
+	if hasControl(sub) || hasControl(id.UserID) || hasControl(id.Email) || slices.ContainsFunc(id.Groups, hasControl) {
+		return nil, invalid("sub, uid, email or a group name contains a control character")
+	}
 	if id.Email == "" && looksLikeEmail(sub) {
 		id.Email = sub
 	}
 	return id, nil
+}
+
+// hasControl reports a C0 control character (tab included), DEL or a C1
+// control character.
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r >= 0x7f && r <= 0x9f {
+			return true
+		}
+	}
+	return false
 }
 
 // stringValue decodes a JSON string, and only a string: encoding/json

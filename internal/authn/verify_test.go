@@ -228,6 +228,14 @@ func TestVerifyClaimTypes(t *testing.T) {
 		{"exp huge", with("exp", 1e300), "exp"},
 		{"exp negative", with("exp", -1), "exp"},
 		{"iss array", with("iss", []string{srv.Issuer()}), "wrong issuer"},
+		// Identity is refused, not altered, when it holds control characters.
+		{"sub with CRLF", with("sub", "bob\r\nX-Okproxy-Groups: Admins"), "control character"},
+		{"sub with ESC", with("sub", "bob\x1b[31m"), "control character"},
+		{"sub with C1", with("sub", "bob\u0085"), "control character"},
+		{"uid with NUL", with("uid", "00u\x00a"), "control character"},
+		{"email with tab", with("email", "a@example.com\t"), "control character"},
+		{"group with NUL", with("groups", []string{"Finance", "x\x00y"}), "control character"},
+		{"unicode sub", with("sub", "jürgen@example.com"), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tok := srv.Mint(tc.c)
