@@ -106,6 +106,8 @@ func TestAuditQueryFilters(t *testing.T) {
 	}{
 		{nil, []string{"a1", "a2", "a3", "a4", "a5"}},
 		{[]string{"--since", "4h"}, []string{"a1", "a2", "a3", "a4", "a5", "old"}},
+		{[]string{"--since", "0.1d"}, []string{"a1", "a2", "a3", "a4", "a5"}}, // 2h24m
+		{[]string{"--since", "0.15d"}, []string{"a1", "a2", "a3", "a4", "a5", "old"}},
 		{[]string{"--since", "4h", "--until", "2h"}, []string{"old"}},
 		{[]string{"--until", "150m"}, []string{"old"}},                      // --since: 1h before --until
 		{[]string{"--until", "5m"}, []string{"a1", "a2", "a3", "a4", "a5"}}, //

@@ -9,7 +9,7 @@ import (
 )
 
 // durationValue is a pflag.Value for SPEC §2 durations: Go syntax plus days
-// ("90d", "1d12h").
+// ("90d", "1.5d", "1d12h").
 type durationValue time.Duration
 
 func (d *durationValue) Set(s string) error {
@@ -27,5 +27,5 @@ func (d *durationValue) Type() string   { return "duration" }
 // durationVar defines a duration flag that also accepts days.
 func durationVar(f *pflag.FlagSet, p *time.Duration, name string, def time.Duration, usage string) {
 	*p = def
-	f.Var((*durationValue)(p), name, usage+" (Go duration or days, e.g. 30s, 90d)")
+	f.Var((*durationValue)(p), name, usage+" (Go duration or days, e.g. 30s, 90d, 1.5d)")
 }

@@ -1,5 +1,5 @@
 // Package duration reads and writes okproxy's duration syntax (SPEC §2): Go
-// durations plus a leading whole number of days ("90d", "1d12h", "36h").
+// durations plus a leading number of days ("90d", "1.5d", "1d12h", "36h").
 // Every command, flag and policy file uses it, so "7d" means the same
 // everywhere.
 package duration
@@ -12,7 +12,7 @@ import (
 )
 
 // Parse reads a non-negative duration: Go syntax, optionally preceded by
-// whole days ("7d", "1d12h").
+// days, fractions allowed as in Go's units ("7d", "1.5d", "1d12h").
 func Parse(s string) (time.Duration, error) {
 	in := s
 	s = strings.TrimSpace(s)
@@ -20,17 +20,31 @@ func Parse(s string) (time.Duration, error) {
 		return 0, errors.New("empty duration (want e.g. 90s, 15m, 1h, 7d)")
 	}
 	bad := errors.New("invalid duration " + strconv.Quote(in) + " (want e.g. 90s, 15m, 1h, 7d)")
+	tooLong := errors.New("duration " + strconv.Quote(in) + " is too long (at most " + strconv.Itoa(MaxDays) + "d)")
+	const maxDur = time.Duration(MaxDays) * 24 * time.Hour // time.Duration overflows at about 106,751 days
 	var days time.Duration
 	if i := strings.IndexByte(s, 'd'); i >= 0 {
-		n, err := strconv.ParseInt(s[:i], 10, 32)
-		if err != nil || n < 0 || i == 0 {
+		// Days are a decimal number, fractions included, as Go reads
+		// hours: 1.5d is 36h just as 1.5h is 90m.
+		whole, frac, hasFrac := strings.Cut(strings.TrimPrefix(s[:i], "+"), ".")
+		if !digits(whole) || hasFrac && !digits(frac) {
 			return 0, bad
 		}
-		if n > MaxDays {
-			// time.Duration overflows at about 106,751 days.
-			return 0, errors.New("duration " + strconv.Quote(in) + " is too long (at most " + strconv.Itoa(MaxDays) + "d)")
+		n, err := strconv.ParseInt(whole, 10, 32)
+		if err != nil || n > MaxDays {
+			return 0, tooLong // all digits: only too many of them fail
 		}
 		days = time.Duration(n) * 24 * time.Hour
+		if hasFrac {
+			h, err := time.ParseDuration("0." + frac + "h") // under an hour, exact to the nanosecond
+			if err != nil {
+				return 0, bad
+			}
+			days += 24 * h
+		}
+		if days > maxDur {
+			return 0, tooLong
+		}
 		if s = s[i+1:]; s == "" {
 			return days, nil
 		}
@@ -39,10 +53,15 @@ func Parse(s string) (time.Duration, error) {
 	if err != nil || d < 0 {
 		return 0, bad
 	}
-	if d > time.Duration(MaxDays)*24*time.Hour {
-		return 0, errors.New("duration " + strconv.Quote(in) + " is too long (at most " + strconv.Itoa(MaxDays) + "d)")
+	if d > maxDur || days+d > maxDur {
+		return 0, tooLong
 	}
 	return days + d, nil
+}
+
+// digits reports whether s is one or more ASCII digits.
+func digits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
 }
 
 // MaxDays bounds every duration (a century): far beyond any retention or
