@@ -102,7 +102,7 @@ func lastSyncLine(ctx context.Context, st *store.Store) (string, error) {
 	}
 	s := fmt.Sprintf("last sync: %s, started %s (run %d)", last.Status, last.StartedAt.Format(time.RFC3339), last.ID)
 	if last.Error != "" {
-		s += ": " + last.Error
+		s += ": " + escapeText(last.Error)
 	}
 	if last.Status != okta.RunOK {
 		ok, err := st.LatestSyncRun(ctx, okta.RunOK)
@@ -246,17 +246,17 @@ func explain(as []okta.Assignment, groupName string) string {
 }
 
 func printGroupView(w io.Writer, v *groupView) error {
-	fmt.Fprintf(w, "Group:        %s\nID:           %s\nType:         %s\n", v.Name, v.ID, v.Type)
+	textf(w, "Group:        %s\nID:           %s\nType:         %s\n", v.Name, v.ID, v.Type)
 	if v.Description != "" {
-		fmt.Fprintf(w, "Description:  %s\n", v.Description)
+		textf(w, "Description:  %s\n", v.Description)
 	}
-	fmt.Fprintf(w, "Members:      %d active, %d in all\nLast synced:  %s\n", v.Members, v.MembersTotal, v.LastSynced.Format(time.RFC3339))
+	textf(w, "Members:      %d active, %d in all\nLast synced:  %s\n", v.Members, v.MembersTotal, v.LastSynced.Format(time.RFC3339))
 	fmt.Fprintln(w, "Okta group rules assigning to it:")
 	if len(v.GroupRules) == 0 {
 		fmt.Fprintln(w, "  none")
 	}
 	for _, r := range v.GroupRules {
-		fmt.Fprintf(w, "  %s (%s): %s\n", r.Name, r.Status, r.Expression)
+		textf(w, "  %s (%s): %s\n", r.Name, r.Status, r.Expression)
 	}
 	fmt.Fprintln(w, "okproxy rules using it:")
 	if len(v.Rules) == 0 {
@@ -270,7 +270,7 @@ func printGroupView(w io.Writer, v *groupView) error {
 		if !r.Bound {
 			bound = "by name, not yet bound"
 		}
-		fmt.Fprintf(w, "  %s (%s, %s, %s)\n", r.Rule, r.Kind, state, bound)
+		textf(w, "  %s (%s, %s, %s)\n", r.Rule, r.Kind, state, bound)
 	}
 	fmt.Fprintln(w, "Members:")
 	t := newTable(w, "  LOGIN", "STATUS", "MEMBERSHIP")

@@ -223,7 +223,7 @@ func printPlan(w io.Writer, p *okta.Plan) {
 		}
 		fmt.Fprintf(w, "%s:\n", title)
 		for i := range min(n, listCap) {
-			fmt.Fprintf(w, "  %s\n", line(i))
+			textf(w, "  %s\n", line(i)) // names and logins come from Okta
 		}
 		if n > listCap {
 			fmt.Fprintf(w, "  … and %d more (-o json lists all)\n", n-listCap)

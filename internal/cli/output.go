@@ -48,7 +48,9 @@ func writeYAML(w io.Writer, v any) error {
 	return enc.Close()
 }
 
-// table is a small tab-aligned writer for human output.
+// table is a small tab-aligned writer for human output. Every cell goes
+// through escapeText: a tab, newline or escape sequence in stored text must
+// not break the columns, forge a row or reach the terminal.
 type table struct{ tw *tabwriter.Writer }
 
 func newTable(w io.Writer, headers ...string) *table {
@@ -61,6 +63,8 @@ func (t *table) row(cols ...string) {
 	for i, c := range cols {
 		if c == "" {
 			cols[i] = "-"
+		} else {
+			cols[i] = escapeText(c)
 		}
 	}
 	fmt.Fprintln(t.tw, strings.Join(cols, "\t"))

@@ -119,22 +119,22 @@ func writeHistoryEntry(a *App, e historyEntry) {
 	if !e.Restorable {
 		restorable = "  (no snapshot: not restorable)"
 	}
-	fmt.Fprintf(a.Stdout, "version %d  %s  %s  %s%s\n", e.Version, e.Time.Local().Format("2006-01-02 15:04:05 MST"), e.Actor, e.Action, restorable)
+	textf(a.Stdout, "version %d  %s  %s  %s%s\n", e.Version, e.Time.Local().Format("2006-01-02 15:04:05 MST"), e.Actor, e.Action, restorable)
 	for i, c := range e.Changes {
 		if i == maxShownChanges {
-			fmt.Fprintf(a.Stdout, "  … and %d more changes (-o json lists them all)\n", len(e.Changes)-i)
+			textf(a.Stdout, "  … and %d more changes (-o json lists them all)\n", len(e.Changes)-i)
 			break
 		}
 		sign := map[policyfile.Op]string{policyfile.OpAdd: "+", policyfile.OpRemove: "-", policyfile.OpChange: "~"}[c.Op]
-		fmt.Fprintf(a.Stdout, "  %s %s %s (%s)\n", sign, c.ObjectType, c.ObjectName, c.Action)
+		textf(a.Stdout, "  %s %s %s (%s)\n", sign, c.ObjectType, c.ObjectName, c.Action)
 		if c.Op == policyfile.OpRemove {
 			continue
 		}
 		for _, f := range c.Fields {
 			if c.Op == policyfile.OpAdd {
-				fmt.Fprintf(a.Stdout, "      %s: %s\n", f.Field, f.After)
+				textf(a.Stdout, "      %s: %s\n", f.Field, f.After)
 			} else {
-				fmt.Fprintf(a.Stdout, "      %s: %s → %s\n", f.Field, orEmpty(f.Before), orEmpty(f.After))
+				textf(a.Stdout, "      %s: %s → %s\n", f.Field, orEmpty(f.Before), orEmpty(f.After))
 			}
 		}
 	}

@@ -97,20 +97,20 @@ func printUserView(w io.Writer, v userView) {
 	if !v.Active {
 		status += " — okproxy grants this user nothing"
 	}
-	fmt.Fprintf(w, "User:         %s\nID:           %s\nStatus:       %s\n", v.Login, v.ID, status)
+	textf(w, "User:         %s\nID:           %s\nStatus:       %s\n", v.Login, v.ID, status)
 	if name := strings.TrimSpace(v.FirstName + " " + v.LastName); name != "" {
-		fmt.Fprintf(w, "Name:         %s\n", name)
+		textf(w, "Name:         %s\n", name)
 	}
 	for _, f := range [][2]string{{"Email", v.Email}, {"Department", v.Department}, {"Title", v.Title}} {
 		if f[1] != "" {
-			fmt.Fprintf(w, "%-14s%s\n", f[0]+":", f[1])
+			textf(w, "%-14s%s\n", f[0]+":", f[1])
 		}
 	}
-	fmt.Fprintf(w, "Last synced:  %s\nGroups:\n", v.LastSynced.Format(time.RFC3339))
+	textf(w, "Last synced:  %s\nGroups:\n", v.LastSynced.Format(time.RFC3339))
 	if len(v.Groups) == 0 {
 		fmt.Fprintln(w, "  none")
 	}
 	for _, g := range v.Groups {
-		fmt.Fprintf(w, "  %s\n", g.Explanation)
+		textf(w, "  %s\n", g.Explanation)
 	}
 }
