@@ -605,14 +605,7 @@ func TestAuditQueryGroupByID(t *testing.T) {
 		t.Fatalf("sync: %+v", r)
 	}
 	// Okta renames the group; the rule stays bound to its id.
-	st, err := store.Open(context.Background(), store.Config{URL: db})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.Pool().Exec(context.Background(), `UPDATE okta_groups SET name = 'Finance EMEA' WHERE id = '00gFinance0000000003'`); err != nil {
-		t.Fatal(err)
-	}
+	sql(t, db, `UPDATE okta_groups SET name = 'Finance EMEA' WHERE id = '00gFinance0000000003'`)
 	insertAudit(t, db,
 		ev("old-name", 10*time.Minute, nil),
 		ev("new-name", 5*time.Minute, func(e *audit.Event) { e.Groups = []string{"Finance EMEA"} }),
@@ -639,15 +632,8 @@ func TestAuditUntilWithoutSince(t *testing.T) {
 	t.Parallel()
 	db := dbtest.NewDatabase(t)
 	insertAudit(t, db, ev("d40", 40*24*time.Hour, nil))
-	st, err := store.Open(context.Background(), store.Config{URL: db})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.Pool().Exec(context.Background(), `INSERT INTO admin_events (time, actor, action, object_type, object_name)
-		VALUES (now() - interval '40 days', 'old', 'rule.add', 'rule', 'x')`); err != nil {
-		t.Fatal(err)
-	}
+	sql(t, db, `INSERT INTO admin_events (time, actor, action, object_type, object_name)
+		VALUES (now() - interval '40 days', 'old', 'rule.add', 'rule', 'x')`)
 	if got := requestIDs(t, mustRun(t, db, "audit", "query", "--until", "40d", "--since", "41d", "-o", "json").stdout); !slices.Equal(got, []string{"d40"}) {
 		t.Fatalf("query with both bounds: %v", got)
 	}

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -9,7 +8,6 @@ import (
 
 	"github.com/okproxy/okproxy/internal/audit"
 	"github.com/okproxy/okproxy/internal/dbtest"
-	"github.com/okproxy/okproxy/internal/store"
 )
 
 func TestEscapeText(t *testing.T) {
@@ -65,23 +63,13 @@ func TestHumanOutputEscapesControlCharacters(t *testing.T) {
 	if r := run(t, db, tokenEnv, syncArgs(srv)...); r.code != 0 {
 		t.Fatalf("sync: %+v", r)
 	}
-	st, err := store.Open(context.Background(), store.Config{URL: db})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	ctx := context.Background()
-	for _, q := range []string{
-		`UPDATE okta_groups SET name = 'Dev' || $1, description = $1 WHERE id = '00gDevelopers0000002'`,
-		`UPDATE okta_users SET department = $1, first_name = $1 WHERE id = '00uAlice000000000001'`,
-		`UPDATE rules SET description = $1 WHERE name = 'evil'`,
-		`UPDATE admin_events SET after = jsonb_set(after, '{description}', to_jsonb($1::text)) WHERE object_name = 'evil'`,
-		`INSERT INTO admin_events (actor, action, object_type, object_name) VALUES ($1, 'rule.add', 'rule', $1)`,
-	} {
-		if _, err := st.Pool().Exec(ctx, q, evil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	v := "'" + evil + "'" // a standard SQL string holds control characters as they are
+	sql(t, db,
+		`UPDATE okta_groups SET name = 'Dev' || `+v+`, description = `+v+` WHERE id = '00gDevelopers0000002'`,
+		`UPDATE okta_users SET department = `+v+`, first_name = `+v+` WHERE id = '00uAlice000000000001'`,
+		`UPDATE rules SET description = `+v+` WHERE name = 'evil'`,
+		`UPDATE admin_events SET after = jsonb_set(after, '{description}', to_jsonb(`+v+`::text)) WHERE object_name = 'evil'`,
+		`INSERT INTO admin_events (actor, action, object_type, object_name) VALUES (`+v+`, 'rule.add', 'rule', `+v+`)`)
 	insertAudit(t, db, ev("e1", time.Minute, func(e *audit.Event) {
 		e.Path, e.Subject, e.Host = "/evil"+evil, evil, evil
 	}))
