@@ -384,3 +384,47 @@ func TestRulesAddGroupNameWithComma(t *testing.T) {
 		t.Fatalf("Developers alone must not be granted: %+v", r)
 	}
 }
+
+// --actor (and OKPROXY_ACTOR) is recorded and printed: one line of at most
+// 200 bytes, no control characters, else exit 2 naming actor and nothing
+// written.
+func TestActorValidated(t *testing.T) {
+	t.Parallel()
+	db := dbtest.NewDatabase(t)
+	before := state(t, db)
+	add := []string{"rules", "add", "r", "--path", "/a", "--allow-authenticated"}
+	for _, c := range []struct {
+		flag, env string
+	}{
+		{flag: "alice\nversion 99  root  rules apply"},
+		{flag: "alice\x1b[2J"},
+		{flag: "alice\rbob"},
+		{flag: "alice\tbob"},
+		{flag: "alice\u0085bob"},
+		{flag: "alice\x7f"},
+		{flag: "alice\u202ebob"},
+		{flag: "alice\xff"},
+		{flag: strings.Repeat("a", 201)},
+		{env: "ci\x1b]0;x\x07"},
+		{env: strings.Repeat("é", 101)},
+	} {
+		args := add
+		if c.flag != "" {
+			args = append(append([]string{}, add...), "--actor", c.flag)
+		}
+		r := run(t, db, map[string]string{"OKPROXY_ACTOR": c.env}, args...)
+		if r.code != ExitUsage || !strings.Contains(r.stderr, "actor") || strings.ContainsAny(r.stderr, "\x1b\r\x07\x7f") {
+			t.Errorf("actor %q / env %q: %+v", c.flag, c.env, r)
+		}
+	}
+	if after := state(t, db); after != before {
+		t.Fatalf("a refused actor wrote to the database: before %s after %s", before, after)
+	}
+	long := strings.Repeat("a", 200)
+	mustRun(t, db, append(append([]string{}, add...), "--actor", long)...)
+	var evs []store.AdminEvent
+	json.Unmarshal([]byte(mustRun(t, db, "audit", "admin", "-o", "json").stdout), &evs)
+	if len(evs) != 1 || evs[0].Actor != long {
+		t.Fatalf("200-byte actor: %+v", evs)
+	}
+}

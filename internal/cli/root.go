@@ -136,7 +136,7 @@ and records every decision in an audit trail kept in PostgreSQL.`,
 	})
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.databaseURL, "database-url", "", "PostgreSQL URL (env OKPROXY_DATABASE_URL, else DATABASE_URL)")
-	pf.StringVar(&a.actor, "actor", "", "who is making the change, recorded in the admin event log (default user@host)")
+	pf.StringVar(&a.actor, "actor", "", "who is making the change, recorded in the admin event log: one line, at most 200 bytes (default user@host)")
 	root.AddCommand(a.migrateCommand(), a.rulesCommand(), a.serveCommand(), a.groupsCommand(), a.usersCommand())
 	root.AddCommand(a.quotasCommand())
 	root.AddCommand(a.completionCommand())
@@ -216,6 +216,9 @@ func (a *App) bindEnv(cmd *cobra.Command) error {
 	})
 	if firstErr != nil {
 		return firstErr
+	}
+	if err := checkActor(a.actor); err != nil {
+		return err
 	}
 	if a.databaseURL == "" {
 		a.databaseURL = a.Getenv("DATABASE_URL")

@@ -51,6 +51,30 @@ func escapeText(s string) string {
 	return b.String()
 }
 
+// maxActorBytes bounds --actor, which every admin event and policy version
+// records and every history prints.
+const maxActorBytes = 200
+
+// checkActor refuses an --actor (or OKPROXY_ACTOR) that could forge lines or
+// drive a terminal wherever it is printed, or bloat every record: control
+// and invisible format characters, bytes that are not UTF-8, more than
+// maxActorBytes. The message quotes it escaped.
+func checkActor(s string) error {
+	const what = "actor (--actor or OKPROXY_ACTOR)"
+	if len(s) > maxActorBytes {
+		return usageErrorf("%s: %d bytes, at most %d", what, len(s), maxActorBytes)
+	}
+	if !utf8.ValidString(s) {
+		return usageErrorf("%s: %q is not valid UTF-8", what, s)
+	}
+	for _, r := range s {
+		if !printable(r) {
+			return usageErrorf("%s: %q contains %U, a control or invisible character; an actor is one line of text", what, s, r)
+		}
+	}
+	return nil
+}
+
 // textf is fmt.Fprintf for human output: every string argument is escaped
 // with escapeText, so only the format itself lays out lines.
 func textf(w io.Writer, format string, args ...any) {
