@@ -17,10 +17,12 @@ func (a *App) rulesLint() *cobra.Command {
 		Use:   "lint [--report-max-age 14d] [-o text|json|yaml]",
 		Short: "Find rules and quotas that are wrong or pointless",
 		Long: `Check the stored policy against itself and the synced Okta directory:
+  ambiguous-group        a group named by a name several synced groups share: an allow or
+                         a quota by it applies to nobody, a deny to each; name it by id
   unknown-group          a group the synced directory does not have
   deleted-group          a bound group that is gone from Okta (or from the sync)
-  never-grants           a rule whose allow groups are all gone, or all denied by a
-                         deny rule on the same or a wider route
+  never-grants           a rule whose allow groups are all gone or ambiguous, or all
+                         denied by a deny rule on the same or a wider route
   duplicate              rules identical apart from their names
   public-overlaps-deny   a deny rule on requests a public rule admits (anonymous callers
                          are in no group, so the deny cannot stop them)

@@ -33,21 +33,26 @@ type ruleTestOptions struct {
 
 // testResult is `rules test` output in machine form.
 type testResult struct {
-	Decision      policy.Effect  `json:"decision"`
-	Reason        policy.Reason  `json:"reason"`
-	Status        int            `json:"status"`
-	Method        string         `json:"method"`
-	Host          string         `json:"host,omitempty"`
-	Path          string         `json:"path"`
-	Subject       string         `json:"subject,omitempty"`
-	Groups        []string       `json:"groups"`
-	Matched       []string       `json:"matched"`
-	Granted       string         `json:"granted,omitempty"`
-	Denied        string         `json:"denied,omitempty"`
-	DeniedGroup   string         `json:"denied_group,omitempty"`
-	Shadow        *policy.Shadow `json:"shadow,omitempty"`
-	PolicyVersion int64          `json:"policy_version"`
-	Explanation   string         `json:"explanation"`
+	Decision    policy.Effect `json:"decision"`
+	Reason      policy.Reason `json:"reason"`
+	Status      int           `json:"status"`
+	Method      string        `json:"method"`
+	Host        string        `json:"host,omitempty"`
+	Path        string        `json:"path"`
+	Subject     string        `json:"subject,omitempty"`
+	Groups      []string      `json:"groups"`
+	Matched     []string      `json:"matched"`
+	Granted     string        `json:"granted,omitempty"`
+	Denied      string        `json:"denied,omitempty"`
+	DeniedGroup string        `json:"denied_group,omitempty"`
+	// Ambiguous*: a matching rule allows the caller's group only by a name
+	// several synced groups share, so it granted nothing (see policy.Decision).
+	AmbiguousRule  string         `json:"ambiguous_rule,omitempty"`
+	AmbiguousGroup string         `json:"ambiguous_group,omitempty"`
+	AmbiguousIDs   []string       `json:"ambiguous_group_ids,omitempty"`
+	Shadow         *policy.Shadow `json:"shadow,omitempty"`
+	PolicyVersion  int64          `json:"policy_version"`
+	Explanation    string         `json:"explanation"`
 }
 
 func (a *App) rulesTest() *cobra.Command {
@@ -200,6 +205,7 @@ func (a *App) runRulesTest(ctx context.Context, o *ruleTestOptions) error {
 		res.Decision, res.Reason = d.Effect, d.Reason
 		res.Matched = append(res.Matched, d.Matched...)
 		res.Granted, res.Denied, res.DeniedGroup, res.Shadow = d.Granted, d.Denied, d.DeniedGroup, d.Shadow
+		res.AmbiguousRule, res.AmbiguousGroup, res.AmbiguousIDs = d.AmbiguousRule, d.AmbiguousGroup, d.AmbiguousIDs
 		res.Explanation = d.Explain()
 		if inactive != nil {
 			res.Decision, res.Reason = policy.Deny, policy.ReasonUserInactive

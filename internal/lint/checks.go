@@ -87,6 +87,15 @@ func (l *linter) groups() []Finding {
 			f.Groups = []string{u.ref.ID}
 			f.Message = fmt.Sprintf("group %s was %q when the rules were written and is now %q in Okta (%s)", u.ref.ID, u.ref.Name, u.cur, users)
 			f.Fix = "Nothing to do if it is the same team under a new name: rules follow the group's id. If the group was repurposed, review the rules."
+		case ambiguous:
+			f.Check = AmbiguousGroup
+			f.Groups = append(f.Groups, strings.Split(u.cur, ", ")...)
+			f.Message = fmt.Sprintf("group %q is named by name only, and %d synced groups have that name (%s), so which one is meant is unknown: "+
+				"as an allow or a quota it applies to nobody, as a deny to the members of each (%s)", u.ref.Name, strings.Count(u.cur, ",")+1, u.cur, users)
+			f.Fix = fmt.Sprintf("Name the group meant by its id (okproxy groups show ID tells them apart: %s). For a rule: okproxy rules export > policy.yaml, "+
+				"replace %q with that id in the rule's allow or deny, then okproxy rules apply -f policy.yaml "+
+				"(apply refuses the name as it stands, so export | apply alone fails); or okproxy rules rm NAME and okproxy rules add NAME ... with the id. "+
+				"For a quota: okproxy quotas rm NAME and okproxy quotas add NAME --group ID ..., or the same edit in the exported file.", u.cur, u.ref.Name)
 		case unbound:
 			f.Check = UnboundGroup
 			f.Severity = Info
@@ -121,8 +130,10 @@ func (l *linter) neverGrants() []Finding {
 		}
 		var goneNames, live []string
 		var liveRefs []policy.GroupRef
+		anyAmbiguous := false
 		for _, g := range r.Allow {
-			if l.gone(g) {
+			if l.grantsNobody(g) {
+				anyAmbiguous = anyAmbiguous || l.ambiguous(g)
 				goneNames = append(goneNames, g.String())
 			} else {
 				live = append(live, l.name(g))
@@ -148,6 +159,8 @@ func (l *linter) neverGrants() []Finding {
 		}
 		var msg string
 		switch {
+		case len(liveRefs) == 0 && anyAmbiguous:
+			msg = fmt.Sprintf("rule %q can never grant anyone: all its allow groups (%s) are unknown to or deleted from Okta, or named by a name several synced groups share", r.Name, quote(goneNames))
 		case len(liveRefs) == 0:
 			msg = fmt.Sprintf("rule %q can never grant anyone: all its allow groups (%s) are unknown to or deleted from Okta", r.Name, quote(goneNames))
 		case allDenied:
@@ -282,6 +295,9 @@ func days(d time.Duration) string {
 func (l *linter) quotasNotGranted() []Finding {
 	var out []Finding
 	for _, q := range l.in.Quotas {
+		if l.ambiguous(q.Group) {
+			continue // it applies to nobody: ambiguous-group says so, and how to fix it
+		}
 		qr := rule{path: parsePattern(q.Path), methods: newMethodSet(q.Methods)}
 		granted := false
 		for _, r := range l.rules {

@@ -24,6 +24,7 @@ const (
 	DeletedGroup    Check = "deleted-group"        // bound to an id the directory no longer has
 	RenamedGroup    Check = "renamed-group"        // bound id whose Okta name changed (informational)
 	UnboundGroup    Check = "unbound-group"        // named only by name although the directory has it (informational)
+	AmbiguousGroup  Check = "ambiguous-group"      // named only by a name several synced groups share
 	NeverGrants     Check = "never-grants"         // a rule that cannot grant anyone
 	Duplicate       Check = "duplicate"            // rules identical apart from name and description
 	PublicOverDeny  Check = "public-overlaps-deny" // a deny rule on a route a public rule opens
@@ -32,7 +33,7 @@ const (
 )
 
 // order is the order findings are reported in.
-var order = []Check{UnknownGroup, DeletedGroup, NeverGrants, Duplicate, PublicOverDeny, StaleReportOnly, QuotaNotGranted, RenamedGroup, UnboundGroup}
+var order = []Check{AmbiguousGroup, UnknownGroup, DeletedGroup, NeverGrants, Duplicate, PublicOverDeny, StaleReportOnly, QuotaNotGranted, RenamedGroup, UnboundGroup}
 
 // Severity says whether a finding fails the lint (warning) or is only
 // worth knowing (info).
@@ -99,14 +100,11 @@ func Run(in Input) []Finding {
 	if in.ReportMaxAge <= 0 {
 		in.ReportMaxAge = DefaultReportMaxAge
 	}
-	l := &linter{in: in, byName: map[string][]string{}}
+	gs := make([]policy.GroupRef, 0, len(in.Directory.Groups))
 	for id, name := range in.Directory.Groups {
-		k := strings.ToLower(name)
-		l.byName[k] = append(l.byName[k], id)
+		gs = append(gs, policy.GroupRef{ID: id, Name: name})
 	}
-	for _, ids := range l.byName {
-		slices.Sort(ids)
-	}
+	l := &linter{in: in, byName: policy.NewGroups(gs)}
 	l.rules = make([]rule, len(in.Rules))
 	for i := range in.Rules {
 		l.rules[i] = l.prepare(in.Rules[i])
@@ -136,8 +134,8 @@ func Failed(fs []Finding) bool {
 type linter struct {
 	in    Input
 	rules []rule
-	// byName maps folded names of synced groups to their ids.
-	byName map[string][]string
+	// byName finds synced groups by name, compared as Decide compares them.
+	byName *policy.Groups
 }
 
 type rule struct {
@@ -165,7 +163,8 @@ const (
 	unknown
 	deleted
 	renamed
-	unbound // stored by name only, but the directory has a group of that name
+	unbound   // stored by name only, but the directory has a group of that name
+	ambiguous // stored by name only, and the directory has several groups of that name
 )
 
 func (l *linter) state(g policy.GroupRef) (state, string) {
@@ -173,8 +172,11 @@ func (l *linter) state(g policy.GroupRef) (state, string) {
 		return known, ""
 	}
 	if g.ID == "" {
-		if ids := l.byName[strings.ToLower(g.Name)]; len(ids) > 0 {
-			return unbound, strings.Join(ids, ", ")
+		switch ids := l.byName.Matching(g.Name); {
+		case len(ids) > 1:
+			return ambiguous, strings.Join(ids, ", ")
+		case len(ids) == 1:
+			return unbound, ids[0]
 		}
 		return unknown, ""
 	}
@@ -194,9 +196,23 @@ func (l *linter) gone(g policy.GroupRef) bool {
 	return s == unknown || s == deleted
 }
 
+// ambiguous reports whether g is a name several synced groups share: Decide
+// grants nothing by it (and a quota by it applies to nobody) until it is
+// bound by id.
+func (l *linter) ambiguous(g policy.GroupRef) bool {
+	s, _ := l.state(g)
+	return s == ambiguous
+}
+
+// grantsNobody reports whether an allow list naming g can admit no one
+// because of g: g is gone, or ambiguous.
+func (l *linter) grantsNobody(g policy.GroupRef) bool {
+	return l.gone(g) || l.ambiguous(g)
+}
+
 // name is the group's name as people know it now.
 func (l *linter) name(g policy.GroupRef) string {
-	if st, cur := l.state(g); cur != "" && st != unbound {
+	if st, cur := l.state(g); cur != "" && st != unbound && st != ambiguous {
 		return cur
 	}
 	return g.String()

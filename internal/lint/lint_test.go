@@ -195,3 +195,52 @@ func TestPatterns(t *testing.T) {
 		}
 	}
 }
+
+// TestAmbiguousGroup: a rule and a quota stored by name ("Sales") when two
+// synced groups have that name ignoring case ("Sales" and "SALES"). Decide
+// grants nothing by such a name, so it is a warning (exit 3) naming both ids
+// and a fix that works (export, edit in the id, apply), not the info
+// unbound-group whose export | apply fix the ambiguous name makes fail.
+func TestAmbiguousGroup(t *testing.T) {
+	t.Parallel()
+	in := clean()
+	in.Directory.Groups["00gS"] = "Sales"
+	in.Directory.Groups["00gX"] = "SALES"
+	in.Rules = append(in.Rules,
+		mkRule(policy.Rule{Name: "sales", Path: "/sales/**", Allow: []policy.GroupRef{g("Sales", "")}}),
+		mkRule(policy.Rule{Name: "no-sales", Path: "/billing/**", Deny: []policy.GroupRef{g("sales", "")}}))
+	in.Quotas = append(in.Quotas, Quota{Name: "sales-tier", Group: g("Sales", ""), Path: "/sales/**"})
+	fs := Run(in)
+	var checks []string
+	for _, f := range fs {
+		checks = append(checks, string(f.Check)+" "+strings.Join(f.Rules, ","))
+	}
+	if got, want := strings.Join(checks, "; "), "ambiguous-group sales,no-sales; never-grants sales"; got != want {
+		for _, f := range fs {
+			t.Logf("%s %v %s", f.Check, f.Rules, f.Message)
+		}
+		t.Fatalf("findings: %s\nwant %s", got, want)
+	}
+	f := fs[0]
+	if f.Severity != Warning || !Failed(fs) {
+		t.Errorf("an ambiguous name must fail the lint: %+v", f)
+	}
+	if strings.Join(f.Groups, ",") != "Sales,00gS,00gX" || strings.Join(f.Quotas, ",") != "sales-tier" {
+		t.Errorf("groups %v quotas %v", f.Groups, f.Quotas)
+	}
+	for _, w := range []string{`group "Sales" is named by name only, and 2 synced groups have that name (00gS, 00gX)`,
+		"as an allow or a quota it applies to nobody, as a deny to the members of each"} {
+		if !strings.Contains(f.Message, w) {
+			t.Errorf("message %q\nwant %q", f.Message, w)
+		}
+	}
+	for _, w := range []string{"okproxy rules export > policy.yaml", `replace "Sales" with that id`, "okproxy rules apply -f policy.yaml",
+		"okproxy quotas add NAME --group ID"} {
+		if !strings.Contains(f.Fix, w) {
+			t.Errorf("fix %q\nwant %q", f.Fix, w)
+		}
+	}
+	if !strings.Contains(fs[1].Message, "named by a name several synced groups share") {
+		t.Errorf("never-grants: %s", fs[1].Message)
+	}
+}

@@ -180,13 +180,14 @@ func (a rule) overlaps(b rule) bool {
 }
 
 // grantsGroup reports whether the rule would admit members of g (scopes
-// aside): public and allow_authenticated rules admit everyone.
+// aside): public and allow_authenticated rules admit everyone; an allow
+// group named by a name several synced groups share admits nobody.
 func (l *linter) grantsGroup(r rule, g policy.GroupRef) bool {
 	if r.Public || r.AllowAuthenticated {
 		return true
 	}
 	for _, a := range r.Allow {
-		if l.same(a, g) {
+		if !l.ambiguous(a) && l.same(a, g) {
 			return true
 		}
 	}

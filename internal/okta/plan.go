@@ -82,8 +82,11 @@ type Plan struct {
 	RulesRemoved       []GroupRule  `json:"group_rules_removed"`
 	Bindings           []Binding    `json:"rule_groups_bound"`
 	// Ambiguous lists rule group names that match several synced groups
-	// and so stay unbound.
+	// and so stay unbound: until named by id, an allow by such a name
+	// grants nobody and a deny by it denies the members of each.
 	Ambiguous []string `json:"ambiguous_names,omitempty"`
+	// ambiguousIDs maps each name of Ambiguous to the ids it matches.
+	ambiguousIDs map[string][]string
 
 	groupsBefore, membershipsBefore int
 	groupNames, userLogins          map[string]string
@@ -215,9 +218,16 @@ func (p *Plan) bind(refs []RuleGroupRef, groups map[string]Group) {
 		case len(ids) > 1 && !seen[r.GroupName]:
 			seen[r.GroupName] = true
 			p.Ambiguous = append(p.Ambiguous, r.GroupName)
+			if p.ambiguousIDs == nil {
+				p.ambiguousIDs = map[string][]string{}
+			}
+			p.ambiguousIDs[r.GroupName] = ids
 		}
 	}
 }
+
+// AmbiguousIDs returns the ids of the synced groups an Ambiguous name matches.
+func (p *Plan) AmbiguousIDs(name string) []string { return p.ambiguousIDs[name] }
 
 // check enforces the mass-removal guard: removing more than maxShare of
 // the stored groups or memberships is refused.

@@ -215,7 +215,8 @@ func (s *Syncer) Run(ctx context.Context) (*Result, error) {
 		log.Warn("mass-removal guard overridden by --force", "err", err)
 	}
 	for _, n := range plan.Ambiguous {
-		log.Warn("rule group name matches several synced groups; left unbound (name it by id)", "group", n)
+		log.Warn("rule group name matches several synced groups; left unbound: an allow by it grants nobody and a deny by it denies each "+
+			"until the rule names the group by id (see okproxy rules lint)", "group", n, "group_ids", strings.Join(plan.AmbiguousIDs(n), ","))
 	}
 	if c.DryRun {
 		s.record(ctx, res, RunDryRun, nil, asOf)

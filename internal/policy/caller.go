@@ -95,22 +95,49 @@ func (c *Caller) HasScope(s string) bool {
 // name is a different group, and must not inherit its grants. Groups from a
 // token's claim carry no id, so for them the ref's name (the directory's
 // current name, compared case-insensitively) is all there is to go on. A ref
-// without an id matches any caller group of that name.
+// without an id matches any caller group of that name, unless that name is
+// ambiguous (GroupRef.IsAmbiguous): then it is the grant side's reading, and
+// the caller is in no such group, as an allow by that name grants nobody.
 func (c *Caller) InGroup(g GroupRef) bool {
-	return c.inRef(groupKey{id: g.ID, fold: foldKey(g.Name)})
+	return c.inRef(newGroupKey(g))
 }
 
 // groupKey is a GroupRef prepared for matching at Compile time.
 type groupKey struct {
 	id   string
-	fold string // foldKey(Name)
-	name string // for DeniedGroup
+	fold string   // foldKey(Name)
+	name string   // for DeniedGroup
+	amb  []string // GroupRef.AmbiguousIDs of an id-less ref naming several groups
 }
 
+func newGroupKey(g GroupRef) groupKey {
+	return groupKey{id: g.ID, fold: foldKey(g.Name), name: g.String(), amb: g.AmbiguousIDs()}
+}
+
+// inRef is membership as an allow list (or a quota) reads it: an ambiguous
+// name matches nobody.
 func (c *Caller) inRef(k groupKey) bool {
+	if c == nil || k.amb != nil {
+		return false
+	}
+	return c.inKey(k)
+}
+
+// inAny is membership as a deny list reads it: an ambiguous name matches a
+// member of any group it could mean, by id or by name.
+func (c *Caller) inAny(k groupKey) bool {
 	if c == nil {
 		return false
 	}
+	for _, id := range k.amb {
+		if _, ok := c.ids[id]; ok {
+			return true
+		}
+	}
+	return c.inKey(k)
+}
+
+func (c *Caller) inKey(k groupKey) bool {
 	if k.id != "" {
 		if _, ok := c.ids[k.id]; ok {
 			return true

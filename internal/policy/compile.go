@@ -123,12 +123,11 @@ func compileRule(r Rule) compiled {
 			c.hosts = append(c.hosts, h)
 		}
 	}
-	key := func(g GroupRef) groupKey { return groupKey{id: g.ID, fold: foldKey(g.Name), name: g.String()} }
 	for _, g := range r.Allow {
-		c.allow = append(c.allow, key(g))
+		c.allow = append(c.allow, newGroupKey(g))
 	}
 	for _, g := range r.Deny {
-		c.deny = append(c.deny, key(g))
+		c.deny = append(c.deny, newGroupKey(g))
 	}
 	return c
 }

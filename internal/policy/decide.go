@@ -32,19 +32,24 @@ func (p *Policy) Decide(req Request, c *Caller) Decision {
 	for _, i := range cand {
 		r := &p.rules[i]
 		deniedBy, denies := r.denies(c)
-		grants, scopeBlocked := r.grants(c)
-		all.add(i, denies, deniedBy, grants, scopeBlocked)
+		grants, scopeBlocked, amb := r.grants(c)
+		all.add(i, denies, deniedBy, grants, scopeBlocked, amb)
 		if r.report {
 			nReport++
 			continue
 		}
 		nEnforced++
-		enforced.add(i, denies, deniedBy, grants, scopeBlocked)
+		enforced.add(i, denies, deniedBy, grants, scopeBlocked, amb)
 	}
 
 	d := Decision{}
 	d.Effect, d.Reason = enforced.result(c)
 	d.Granted, d.Denied, d.DeniedGroup = p.names(enforced)
+	if enforced.granted < 0 && enforced.denied < 0 && enforced.ambRule >= 0 {
+		r := &p.rules[enforced.ambRule]
+		k := &r.allow[enforced.ambGroup]
+		d.AmbiguousRule, d.AmbiguousGroup, d.AmbiguousIDs = r.name, k.name, k.amb
+	}
 	if nEnforced > 0 {
 		d.Matched = make([]string, 0, nEnforced)
 		for _, i := range cand {
@@ -90,16 +95,23 @@ type outcome struct {
 	granted, denied int32 // rule ranks, -1 for none
 	deniedGroup     string
 	scopeBlocked    bool // some rule would grant but for a missing scope
+	// ambRule is the first rule (-1: none) whose allow group ambGroup, an
+	// ambiguous name, is all that kept it from granting the caller.
+	ambRule  int32
+	ambGroup int
 }
 
-func newOutcome() outcome { return outcome{granted: -1, denied: -1} }
+func newOutcome() outcome { return outcome{granted: -1, denied: -1, ambRule: -1} }
 
-func (o *outcome) add(rank int32, denies bool, deniedBy string, grants, scopeBlocked bool) {
+func (o *outcome) add(rank int32, denies bool, deniedBy string, grants, scopeBlocked bool, amb int) {
 	if denies && o.denied < 0 {
 		o.denied, o.deniedGroup = rank, deniedBy
 	}
 	if grants && o.granted < 0 {
 		o.granted = rank
+	}
+	if amb >= 0 && o.ambRule < 0 {
+		o.ambRule, o.ambGroup = rank, amb
 	}
 	o.scopeBlocked = o.scopeBlocked || scopeBlocked
 }
@@ -138,7 +150,7 @@ func (r *compiled) denies(c *Caller) (string, bool) {
 		return "", false
 	}
 	for _, g := range r.deny {
-		if c.inRef(g) {
+		if c.inAny(g) {
 			return g.name, true
 		}
 	}
@@ -146,27 +158,33 @@ func (r *compiled) denies(c *Caller) (string, bool) {
 }
 
 // grants reports whether the rule grants to c, or would but for a scope the
-// token lacks.
-func (r *compiled) grants(c *Caller) (grants, scopeBlocked bool) {
+// token lacks. When it does not grant, amb is the index of the first allow
+// group that names the caller's group only by an ambiguous name (-1: none):
+// such a group grants nobody, and the decision says so.
+func (r *compiled) grants(c *Caller) (grants, scopeBlocked bool, amb int) {
+	amb = -1
 	if r.public {
-		return true, false
+		return true, false, amb
 	}
 	if c == nil || !r.grantsAny {
-		return false, false
+		return false, false, amb
 	}
 	member := r.authn
 	for i := 0; !member && i < len(r.allow); i++ {
 		member = c.inRef(r.allow[i])
+		if !member && amb < 0 && r.allow[i].amb != nil && c.inAny(r.allow[i]) {
+			amb = i
+		}
 	}
 	if !member {
-		return false, false
+		return false, false, amb
 	}
 	for _, s := range r.scopes {
 		if _, ok := c.scopesSet[s]; !ok {
-			return false, true
+			return false, true, -1
 		}
 	}
-	return true, false
+	return true, false, -1
 }
 
 // collect appends the enabled rules whose pattern, methods and host match.

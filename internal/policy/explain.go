@@ -1,6 +1,9 @@
 package policy
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // Explain describes the decision for a human in a few lines: the effect and
 // reason, which rule granted or which rule denied for which group (or that
@@ -11,6 +14,11 @@ func (d Decision) Explain() string {
 	var b strings.Builder
 	b.WriteString(string(d.Effect) + " (" + string(d.Reason) + ")\n")
 	explainOutcome(&b, d.Reason, d.Granted, d.Denied, d.DeniedGroup, d.Matched, "matched")
+	if d.AmbiguousRule != "" {
+		b.WriteString("  rule " + d.AmbiguousRule + " allows group " + strconv.Quote(d.AmbiguousGroup) + " by a name that " +
+			strconv.Itoa(len(d.AmbiguousIDs)) + " synced groups share (" + strings.Join(d.AmbiguousIDs, ", ") +
+			"): it grants nobody until the rule names the group by id (see okproxy rules lint)\n")
+	}
 	if s := d.Shadow; s != nil {
 		change := "same outcome"
 		if s.Changed {

@@ -49,7 +49,7 @@ func (r Rule) Clone() Rule {
 	r.Methods = slices.Clone(r.Methods)
 	r.Hosts = slices.Clone(r.Hosts)
 	r.Scopes = slices.Clone(r.Scopes)
-	r.Allow = slices.Clone(r.Allow)
+	r.Allow = slices.Clone(r.Allow) // a GroupRef's ambiguity is never modified, only replaced
 	r.Deny = slices.Clone(r.Deny)
 	return r
 }

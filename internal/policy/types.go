@@ -20,6 +20,14 @@ const (
 type GroupRef struct {
 	ID   string `json:"id,omitempty" yaml:"id,omitempty"`
 	Name string `json:"name" yaml:"name"`
+	// amb, set only by Groups.Mark on a ref without an ID, holds the ids of
+	// the two or more synced groups whose names all compare equal to Name.
+	// No one can tell which of them the rule meant, so such a ref in an
+	// allow list (or a quota) applies to nobody, and in a deny list to the
+	// members of every one of them. It is derived from the directory when
+	// rules are loaded, never stored or serialised; a pointer keeps GroupRef
+	// comparable.
+	amb *[]string
 }
 
 // Rule is one access rule as stored and as shown to users.
@@ -88,6 +96,14 @@ type Decision struct {
 	// group (as named in the rule) that put the caller there.
 	Denied      string
 	DeniedGroup string
+	// AmbiguousRule is set on a refusal that nothing denied when a matching
+	// rule would have granted the caller through an allow group it names by
+	// a name several synced groups share (GroupRef.IsAmbiguous): such a
+	// reference grants nobody until it is bound by id. AmbiguousGroup is that
+	// name and AmbiguousIDs the groups it could mean (do not modify).
+	AmbiguousRule  string
+	AmbiguousGroup string
+	AmbiguousIDs   []string
 	// Shadow is set when at least one enabled report-only rule matched: what
 	// the decision would have been if report-only rules were enforced.
 	Shadow *Shadow

@@ -73,6 +73,10 @@ func TestInGroupAgreesWithPolicy(t *testing.T) {
 		{Name: "Finance"}, {Name: "finance"}, {ID: "00gfin00000000000000", Name: "Finance"},
 		{ID: "00gother000000000000", Name: "Finance"}, {ID: "00gfin00000000000000"}, {Name: "ΣIGMA"}, {Name: ""},
 	}
+	// A name two synced groups share applies to nobody.
+	amb := policy.GroupRef{Name: "finance"}
+	policy.NewGroups([]policy.GroupRef{{ID: "00gfin00000000000000", Name: "Finance"}, {ID: "00gother000000000000", Name: "FINANCE"}}).Mark(&amb)
+	refs = append(refs, amb)
 	callers := [][]policy.GroupRef{
 		nil,
 		{{Name: "FINANCE"}},
@@ -85,8 +89,12 @@ func TestInGroupAgreesWithPolicy(t *testing.T) {
 	for _, groups := range callers {
 		c := policy.NewCaller("u", groups, nil)
 		for _, ref := range refs {
-			if got, want := inGroup(groups, ref), c.InGroup(ref); got != want {
+			got, want := inGroup(groups, ref), c.InGroup(ref)
+			if got != want {
 				t.Errorf("inGroup(%v, %v) = %v, policy says %v", groups, ref, got, want)
+			}
+			if got && ref.IsAmbiguous() {
+				t.Errorf("inGroup(%v, %v): an ambiguous name matched", groups, ref)
 			}
 		}
 	}

@@ -80,8 +80,12 @@ func (c *compiled) matches(method, path string) bool {
 // them together): a ref bound to an id matches a caller group with that id,
 // or a caller group that has no id (from the token's claim) by name; a ref
 // without id matches any caller group by name. Names compare
-// case-insensitively. It avoids building a Caller's maps per request.
+// case-insensitively; a name several synced groups share matches nobody.
+// It avoids building a Caller's maps per request.
 func inGroup(groups []policy.GroupRef, ref policy.GroupRef) bool {
+	if ref.IsAmbiguous() {
+		return false
+	}
 	for _, g := range groups {
 		if ref.ID != "" {
 			if g.ID == ref.ID {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,6 +115,7 @@ func (w *Watcher) Load(ctx context.Context) error {
 			return w.fail(fmt.Errorf("compile policy version %d: %w", v, err))
 		}
 		next.PolicyVersion, next.Policy, next.Rules = v, p, rules
+		w.warnAmbiguous(rules)
 	}
 	if cur == nil || cur.DirectoryVersion != dv {
 		d, err := w.cfg.Source.LoadDirectory(ctx)
@@ -129,6 +131,26 @@ func (w *Watcher) Load(ctx context.Context) error {
 		w.cfg.OnSwap(next)
 	}
 	return nil
+}
+
+// warnAmbiguous logs each group a rule names by a name several synced
+// groups share: the refusals it causes say only "forbidden", so the reason
+// must be in the log (and in okproxy rules lint).
+func (w *Watcher) warnAmbiguous(rules []policy.Rule) {
+	for _, r := range rules {
+		for _, g := range r.Allow {
+			if g.IsAmbiguous() {
+				w.cfg.Logger.Warn("rule allows a group by a name several synced groups share: it grants nobody until the rule names the group by id",
+					"rule", r.Name, "group", g.Name, "group_ids", strings.Join(g.AmbiguousIDs(), ","))
+			}
+		}
+		for _, g := range r.Deny {
+			if g.IsAmbiguous() {
+				w.cfg.Logger.Warn("rule denies a group by a name several synced groups share: it denies the members of each until the rule names the group by id",
+					"rule", r.Name, "group", g.Name, "group_ids", strings.Join(g.AmbiguousIDs(), ","))
+			}
+		}
+	}
 }
 
 func (w *Watcher) fail(err error) error {

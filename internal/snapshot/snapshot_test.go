@@ -1,9 +1,11 @@
 package snapshot
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 
@@ -120,5 +122,34 @@ func TestWatcherReloadsWhatChangedAndKeepsLastGood(t *testing.T) {
 	}
 	if w.Current().PolicyVersion != 1 {
 		t.Fatal("a broken policy replaced the last good one")
+	}
+}
+
+// TestWatcherWarnsOfAmbiguousNames: a rule naming a group by a name several
+// synced groups share (marked by the store) grants nobody, and the replica's
+// log says why, as the refusals themselves only say "forbidden".
+func TestWatcherWarnsOfAmbiguousNames(t *testing.T) {
+	t.Parallel()
+	amb := policy.GroupRef{Name: "Sales"}
+	policy.NewGroups([]policy.GroupRef{{ID: "00gsales", Name: "Sales"}, {ID: "00gcontractors", Name: "SALES"}}).Mark(&amb)
+	src := &memSource{pv: 1, dv: 1, rules: []policy.Rule{
+		{Name: "sales", Path: "/x/**", Allow: []policy.GroupRef{amb}, Enabled: true},
+		{Name: "no-sales", Path: "/y/**", Deny: []policy.GroupRef{amb}, Enabled: true},
+	}}
+	var log bytes.Buffer
+	w := New(Config{Source: src, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err := w.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if allowed(t, w, "Sales") || allowed(t, w, "SALES") {
+		t.Error("an ambiguous allow granted")
+	}
+	for _, want := range []string{
+		`level=WARN msg="rule allows a group by a name several synced groups share: it grants nobody until the rule names the group by id" rule=sales group=Sales group_ids=00gcontractors,00gsales`,
+		`msg="rule denies a group by a name several synced groups share: it denies the members of each until the rule names the group by id" rule=no-sales group=Sales`,
+	} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("log:\n%s\nwant %s", log.String(), want)
+		}
 	}
 }

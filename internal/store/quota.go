@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -130,8 +131,20 @@ func (s *Store) LoadQuotas(ctx context.Context) (*quota.Loaded, error) {
 		if err != nil {
 			return err
 		}
-		l.Quotas, err = listQuotas(ctx, tx, "")
-		return err
+		if l.Quotas, err = listQuotas(ctx, tx, ""); err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(l.Quotas, func(q quota.Quota) bool { return isUnbound(q.Group) }) {
+			return nil
+		}
+		gs, err := groupIndex(ctx, tx)
+		if err != nil {
+			return err
+		}
+		for i := range l.Quotas {
+			gs.Mark(&l.Quotas[i].Group)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load quotas: %w", err)

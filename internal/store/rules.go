@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -103,6 +104,24 @@ func resolveGroups(ctx context.Context, q querier, refs []string) ([]policy.Grou
 		out = append(out, g)
 	}
 	return out, unknown, nil
+}
+
+func isUnbound(g policy.GroupRef) bool { return g.ID == "" }
+
+// groupIndex indexes the synced groups by name, so that rules and quotas
+// loaded for evaluation can mark the names several groups share
+// (policy.GroupRef.IsAmbiguous): an allow or a quota by such a name applies to
+// nobody, a deny to the members of each.
+func groupIndex(ctx context.Context, q querier) (*policy.Groups, error) {
+	gs, _, err := loadGroups(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	refs := make([]policy.GroupRef, len(gs))
+	for i, g := range gs {
+		refs[i] = policy.GroupRef{ID: g.ID, Name: g.Name}
+	}
+	return policy.NewGroups(refs), nil
 }
 
 const ruleColumns = `r.id, r.name, r.path, r.methods, r.hosts, r.public, r.allow_authenticated, r.scopes,
@@ -404,9 +423,19 @@ func (s *Store) LoadSnapshot(ctx context.Context) (*Snapshot, error) {
 			return err
 		}
 		snap.Rules = make([]policy.Rule, len(rs))
+		unbound := false
 		for i, r := range rs {
 			snap.Rules[i] = r.Rule
+			unbound = unbound || slices.ContainsFunc(r.Allow, isUnbound) || slices.ContainsFunc(r.Deny, isUnbound)
 		}
+		if !unbound {
+			return nil
+		}
+		gs, err := groupIndex(ctx, tx)
+		if err != nil {
+			return err
+		}
+		gs.MarkRules(snap.Rules)
 		return nil
 	})
 	if err != nil {

@@ -1,0 +1,78 @@
+package policy
+
+import "slices"
+
+// Groups indexes the synced directory's groups by name, folded exactly as
+// Decide compares names, to tell which references by name are ambiguous:
+// Okta lets two groups have names that compare equal (an APP_GROUP imported
+// from AD may repeat an OKTA_GROUP's name), and a rule stored by name before
+// the sync cannot say which of them it meant.
+type Groups struct {
+	byName map[string][]string // foldKey(name) -> ids, sorted
+}
+
+// NewGroups indexes groups, each with its ID and current Name.
+func NewGroups(groups []GroupRef) *Groups {
+	g := &Groups{byName: make(map[string][]string, len(groups))}
+	for _, x := range groups {
+		if x.ID == "" {
+			continue
+		}
+		k := foldKey(x.Name)
+		if !slices.Contains(g.byName[k], x.ID) {
+			g.byName[k] = append(g.byName[k], x.ID)
+		}
+	}
+	for _, ids := range g.byName {
+		slices.Sort(ids)
+	}
+	return g
+}
+
+// Matching returns the ids of the groups whose name compares equal to name
+// (case-insensitively), sorted; the caller must not modify them.
+func (g *Groups) Matching(name string) []string {
+	if g == nil {
+		return nil
+	}
+	return g.byName[foldKey(name)]
+}
+
+// Mark makes ref ambiguous (IsAmbiguous) when it has no id and its name
+// matches two or more groups, and unambiguous otherwise.
+func (g *Groups) Mark(ref *GroupRef) {
+	ref.amb = nil
+	if ref.ID != "" {
+		return
+	}
+	if ids := g.Matching(ref.Name); len(ids) > 1 {
+		ids = slices.Clone(ids)
+		ref.amb = &ids
+	}
+}
+
+// MarkRules marks every allow and deny reference of rules, in place.
+func (g *Groups) MarkRules(rules []Rule) {
+	for i := range rules {
+		for j := range rules[i].Allow {
+			g.Mark(&rules[i].Allow[j])
+		}
+		for j := range rules[i].Deny {
+			g.Mark(&rules[i].Deny[j])
+		}
+	}
+}
+
+// IsAmbiguous reports whether Groups.Mark found the ref to be a name several
+// synced groups share: an allow or a quota by it applies to nobody, a deny
+// by it to the members of each.
+func (g GroupRef) IsAmbiguous() bool { return g.ID == "" && g.amb != nil }
+
+// AmbiguousIDs returns the ids of the groups an ambiguous ref could mean,
+// sorted (nil unless IsAmbiguous); the caller must not modify them.
+func (g GroupRef) AmbiguousIDs() []string {
+	if !g.IsAmbiguous() {
+		return nil
+	}
+	return *g.amb
+}
