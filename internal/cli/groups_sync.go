@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,7 +61,25 @@ database failed and nothing was written; 2 invalid flags or a selection Okta ref
   okproxy groups sync --group-filter 'type eq "OKTA_GROUP"' --dry-run
   okproxy groups sync --full -o json`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.runGroupsSync(cmd, &o) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkFormat(o.output, "text", "json"); err != nil {
+				return err
+			}
+			started := time.Now().UTC()
+			syncer, closeStore, err := a.prepareGroupsSync(cmd, &o)
+			if err != nil {
+				if o.output == "json" {
+					// docs/sync.md: one object, also on failure, so that
+					// monitoring reading stdout sees why nothing ran.
+					now := time.Now().UTC()
+					_ = writeJSON(a.Stdout, &okta.Result{Status: okta.RunFailed, Full: o.full, DryRun: o.dryRun,
+						StartedAt: started, FinishedAt: now, DurationMS: now.Sub(started).Milliseconds(), Error: err.Error()})
+				}
+				return err
+			}
+			defer closeStore()
+			return a.runGroupsSync(cmd, syncer, &o)
+		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.groupFilter, "group-filter", "", `Okta filter selecting groups (id, type, lastUpdated, lastMembershipUpdated), e.g. 'type eq "OKTA_GROUP"'`)
@@ -77,16 +97,16 @@ database failed and nothing was written; 2 invalid flags or a selection Okta ref
 	return cmd
 }
 
-func (a *App) runGroupsSync(cmd *cobra.Command, o *groupsSyncOptions) error {
+// prepareGroupsSync checks the flags, reads the credentials, opens the
+// store and builds the syncer: everything that can fail before a sync run
+// starts. Errors never carry a secret.
+func (a *App) prepareGroupsSync(cmd *cobra.Command, o *groupsSyncOptions) (*okta.Syncer, func(), error) {
 	ctx := cmd.Context()
-	if err := checkFormat(o.output, "text", "json"); err != nil {
-		return err
-	}
 	if !(o.maxRemoval >= 0 && o.maxRemoval <= 1) { // also refuses NaN, which every comparison lets through
-		return usageErrorf("max-removal: %v is not a share between 0 and 1 (0.2 = 20%%)", o.maxRemoval)
+		return nil, nil, usageErrorf("max-removal: %v is not a share between 0 and 1 (0.2 = 20%%)", o.maxRemoval)
 	}
 	if o.groupFilter != "" && o.groupSearch != "" {
-		return usageErrorf("group-filter, group-search: give one or the other")
+		return nil, nil, usageErrorf("group-filter, group-search: give one or the other")
 	}
 	cc := okta.ClientConfig{
 		OrgURL:       cmp.Or(o.orgURL, a.Getenv("OKTA_ORG_URL")),
@@ -99,23 +119,25 @@ func (a *App) runGroupsSync(cmd *cobra.Command, o *groupsSyncOptions) error {
 	if o.privateKeyFile != "" {
 		key, err := readKeyFile(o.privateKeyFile, a)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		cc.PrivateKey = key
 	}
 	src, err := okta.NewSDKSource(ctx, cc)
 	var ce *okta.ConfigError
 	if errors.As(err, &ce) {
-		return usageErrorf("%s: %s", oktaFlagNames[ce.Field], ce.Msg)
+		return nil, nil, usageErrorf("%s: %s", oktaFlagNames[ce.Field], redactURLIn(ce.Msg, cc.OrgURL))
 	}
 	if err != nil {
-		return err
+		if msg := redactURLIn(err.Error(), cc.OrgURL); msg != err.Error() {
+			return nil, nil, errors.New(msg)
+		}
+		return nil, nil, err
 	}
 	st, err := a.openStore(ctx)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer st.Close()
 	cfg := okta.Config{
 		Source: src, Store: st, Logger: a.Logger,
 		Selection: okta.Selection{Filter: o.groupFilter, Search: o.groupSearch},
@@ -127,8 +149,16 @@ func (a *App) runGroupsSync(cmd *cobra.Command, o *groupsSyncOptions) error {
 	}
 	syncer, err := okta.New(cfg)
 	if err != nil {
-		return err
+		st.Close()
+		return nil, nil, err
 	}
+	return syncer, st.Close, nil
+}
+
+// runGroupsSync runs the sync and reports it: a summary (-o json: one
+// object, also on failure) and the exit code.
+func (a *App) runGroupsSync(cmd *cobra.Command, syncer *okta.Syncer, o *groupsSyncOptions) error {
+	ctx := cmd.Context()
 	res, runErr := syncer.Run(ctx)
 	if o.output == "json" {
 		out := any(res)
@@ -162,6 +192,36 @@ func (a *App) runGroupsSync(cmd *cobra.Command, o *groupsSyncOptions) error {
 		return usageErrorf("%s: %v", flag, se.Err)
 	}
 	return fmt.Errorf("groups sync failed, nothing was written: %w", runErr)
+}
+
+// redactURLIn hides the user information (user:password@) of the URL raw,
+// as typed, wherever msg quotes it, whole or as net/url's Redacted form
+// (which keeps the user name, itself a secret when it holds a token). It
+// does not depend on raw being a valid URL: everything between "://" (or
+// the start) and the last "@" before any "?" or "#" is hidden.
+func redactURLIn(msg, raw string) string {
+	start := 0
+	if i := strings.Index(raw, "://"); i >= 0 {
+		start = i + len("://")
+	}
+	end := len(raw)
+	if i := strings.IndexAny(raw[start:], "?#"); i >= 0 {
+		end = start + i
+	}
+	at := strings.LastIndex(raw[start:end], "@")
+	if at < 0 {
+		return msg
+	}
+	safe := raw[:start] + "***" + raw[start+at:]
+	forms := []string{raw}
+	if u, err := url.Parse(raw); err == nil {
+		forms = append(forms, u.Redacted(), u.String())
+	}
+	for _, f := range forms {
+		msg = strings.ReplaceAll(msg, strconv.Quote(f), strconv.Quote(safe))
+		msg = strings.ReplaceAll(msg, f, safe)
+	}
+	return msg
 }
 
 // readKeyFile reads the private key file, warning when others can read it.

@@ -249,3 +249,74 @@ func TestAuditAdminObjectSync(t *testing.T) {
 		t.Fatalf("--object rules: %+v", r)
 	}
 }
+
+// An org URL with credentials is refused (exit 2) without printing them,
+// whatever else is wrong with it and wherever it came from.
+func TestGroupsSyncOrgURLSecretNeverPrinted(t *testing.T) {
+	t.Parallel()
+	db := dbtest.NewDatabase(t)
+	for _, u := range []string{
+		"ftp://user:SECRETPW@host",
+		"https://user:SECRETPW@example.okta.com",
+		"http://user:SECRETPW@example.okta.com",
+		"https://user:SECRETPW@example.okta.com:badport",
+		"https://user:SECRETPW@example-admin.okta.com",
+		"https://SECRETPW@example.okta.com/path",
+		"user:SECRETPW@example.okta.com",
+		"https://us/er:SECRETPW@example.okta.com",
+		"https://user:SECRET\"PW@example.okta.com",
+	} {
+		for _, viaEnv := range []bool{false, true} {
+			env := map[string]string{"OKTA_API_TOKEN": cliOktaToken}
+			args := []string{"groups", "sync", "-o", "json"}
+			if viaEnv {
+				env["OKTA_ORG_URL"] = u
+			} else {
+				args = append(args, "--okta-org-url", u)
+			}
+			r := run(t, db, env, args...)
+			if r.code != ExitUsage || !strings.Contains(r.stderr, "okta-org-url") {
+				t.Errorf("%s (env %v): %+v", u, viaEnv, r)
+			}
+			if out := r.stdout + r.stderr; strings.Contains(out, "SECRET") || strings.Contains(out, cliOktaToken) {
+				t.Errorf("%s (env %v): the secret was printed: %+v", u, viaEnv, r)
+			}
+		}
+	}
+}
+
+// groups sync -o json prints one summary object also when it fails before
+// the sync starts (docs/sync.md), with the exit code of the failure.
+func TestGroupsSyncJSONFailureBeforeStart(t *testing.T) {
+	t.Parallel()
+	db := dbtest.NewDatabase(t)
+	srv := fakeOrg(t)
+	cases := []struct {
+		db   string
+		env  map[string]string
+		args []string
+		code int
+		want string
+	}{
+		{"postgres://u:hunter2@127.0.0.1:1/db?connect_timeout=2", tokenEnv, syncArgs(srv, "-o", "json"), ExitFailure, "***"},
+		{"", tokenEnv, syncArgs(srv, "-o", "json"), ExitUsage, "DATABASE_URL"},
+		{db, nil, syncArgs(srv, "-o", "json"), ExitUsage, "OKTA_API_TOKEN"},
+		{db, tokenEnv, syncArgs(srv, "-o", "json", "--max-removal", "2"), ExitUsage, "max-removal"},
+		{db, tokenEnv, []string{"groups", "sync", "-o", "json", "--okta-org-url", "ftp://user:SECRETPW@host"}, ExitUsage, "okta-org-url"},
+	}
+	for _, c := range cases {
+		r := run(t, c.db, c.env, c.args...)
+		var sum map[string]any
+		if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
+			t.Errorf("%v: stdout is not one JSON object (%v): %+v", c.args, err, r)
+			continue
+		}
+		msg, _ := sum["error"].(string)
+		if r.code != c.code || sum["status"] != "failed" || !strings.Contains(msg, c.want) || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%v: exit %d (want %d), summary %v, stderr %q (want both to say %q)", c.args, r.code, c.code, sum, r.stderr, c.want)
+		}
+		if strings.Contains(r.stdout+r.stderr, "hunter2") || strings.Contains(r.stdout+r.stderr, "SECRETPW") {
+			t.Errorf("%v: a secret was printed: %+v", c.args, r)
+		}
+	}
+}
