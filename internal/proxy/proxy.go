@@ -561,6 +561,11 @@ func (h *Handler) event(r *http.Request, st *reqState, status int, reason policy
 		e.Rule = st.decision.Denied
 	}
 	e.Shadow = audit.FormatShadow(st.decision.Shadow)
+	if sh := st.decision.Shadow; sh != nil && len(sh.Matched) > 0 {
+		// Report-only rules matched too: `audit query --rule NAME` must find
+		// the traffic a rule in report mode is being watched against.
+		e.Rules = slices.Concat(st.decision.Matched, sh.Matched)
+	}
 	if id := st.ident; id != nil {
 		e.Subject, e.UserID, e.Email, e.JTI, e.ClientID = id.Subject, id.UserID, id.Email, id.JTI, id.ClientID
 		// Shared with the memo: audit events are read-only once built.

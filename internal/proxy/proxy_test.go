@@ -811,3 +811,22 @@ func TestMalformedClientBodyIs400(t *testing.T) {
 		t.Fatalf("audit: %+v", ev)
 	}
 }
+
+// A report-only rule that matched is named in the event's rules (after the
+// enforced ones), so `audit query --rule NAME` finds the traffic a rule in
+// report mode is being watched against; the granting rule is unchanged.
+func TestReportOnlyRuleIsInAuditedRules(t *testing.T) {
+	t.Parallel()
+	rules := append(testRules(), policy.Rule{Name: "watch-billing", Path: "/billing/**", Deny: []policy.GroupRef{{Name: "Finance"}}, Mode: policy.ModeReport, Enabled: true})
+	e := newEnv(t, nil)
+	e.snap.s = &snapshot.Snapshot{PolicyVersion: 8, Policy: compile(t, rules)}
+	r := e.raw("GET", "/billing/x", bearer(e.token("alice@example.com", []string{"Finance"})))
+	if r.status != 200 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	evs := e.sink.all()
+	ev := evs[len(evs)-1]
+	if !slices.Equal(ev.Rules, []string{"billing-read", "no-contractors", "watch-billing"}) || ev.Rule != "billing-read" || !strings.Contains(ev.Shadow, "watch-billing") {
+		t.Fatalf("rules %q, rule %q, shadow %q", ev.Rules, ev.Rule, ev.Shadow)
+	}
+}
