@@ -471,6 +471,10 @@ func (h *Handler) log(st *reqState, reason policy.Reason, r *http.Request) {
 	if st.decision.Denied != "" {
 		attrs = append(attrs, "rule", st.decision.Denied, "group", st.decision.DeniedGroup)
 	}
+	if d := st.decision; d.AmbiguousRule != "" {
+		// Why a grant that looks right did not apply: see `rules lint`.
+		attrs = append(attrs, "ambiguous_rule", d.AmbiguousRule, "ambiguous_group", d.AmbiguousGroup, "ambiguous_group_ids", d.AmbiguousIDs)
+	}
 	h.cfg.Logger.Info("request refused", attrs...)
 }
 

@@ -2,11 +2,13 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -829,4 +831,38 @@ func TestReportOnlyRuleIsInAuditedRules(t *testing.T) {
 	if !slices.Equal(ev.Rules, []string{"billing-read", "no-contractors", "watch-billing"}) || ev.Rule != "billing-read" || !strings.Contains(ev.Shadow, "watch-billing") {
 		t.Fatalf("rules %q, rule %q, shadow %q", ev.Rules, ev.Rule, ev.Shadow)
 	}
+}
+
+// The refusal log says when an allow did not grant because it names a group
+// by a name several synced groups share.
+func TestRefusalLogNamesAmbiguousGroup(t *testing.T) {
+	t.Parallel()
+	var logs syncLog
+	rules := []policy.Rule{{Name: "sales", Path: "/sales/**", Allow: []policy.GroupRef{{Name: "Sales"}}, Enabled: true}}
+	policy.NewGroups([]policy.GroupRef{{ID: "00gsales", Name: "Sales"}, {ID: "00gcontractors", Name: "SALES"}}).MarkRules(rules)
+	e := newEnv(t, func(c *Config) { c.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
+	e.snap.s = &snapshot.Snapshot{PolicyVersion: 9, Policy: compile(t, rules)}
+	if r := e.raw("GET", "/sales/x", bearer(e.token("bob@example.com", []string{"Sales"}))); r.status != 403 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	if out := logs.String(); !strings.Contains(out, `"ambiguous_rule":"sales"`) || !strings.Contains(out, `"ambiguous_group_ids":["00gcontractors","00gsales"]`) {
+		t.Fatalf("log: %s", out)
+	}
+}
+
+type syncLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
