@@ -316,3 +316,42 @@ func TestPolicyHistoryRollback(t *testing.T) {
 		t.Fatalf("version %d, want 5", v)
 	}
 }
+
+// A rules: or quotas: key with no value (YAML null) is refused with exit 2
+// naming its line: read as an empty list, it made --prune delete every rule
+// or quota. An explicit [] still means "none", and an empty policy exports
+// as a file that applies back.
+func TestPolicyApplyRefusesNullSection(t *testing.T) {
+	t.Parallel()
+	db := dbtest.NewDatabase(t)
+	seedRules(t, db)
+	sql(t, db, `INSERT INTO quotas (name, group_name, limit_count, window_seconds) VALUES ('q', 'Finance', 10, 60)`)
+	before := fullState(t, db)
+	head := "apiVersion: okproxy/v1\nkind: Policy\n"
+	for _, c := range []struct{ file, want string }{
+		{head + "rules:\n", "3: rules: is empty; write `rules: []` to mean no rules"},
+		{head + "rules: ~\nquotas: []\n", "3: rules: is empty"},
+		{head + "rules: []\nquotas: null\n", "4: quotas: is empty; write `quotas: []` to mean no quotas"},
+		{head + "quotas:\n# all gone\nrules: []\n", "3: quotas: is empty"},
+		{`{"apiVersion": "okproxy/v1", "kind": "Policy", "rules": null}`, "1: rules: is empty"},
+	} {
+		f := writeFile(t, "policy.yaml", c.file)
+		for _, extra := range [][]string{{"--prune"}, {"--prune", "--dry-run"}, nil} {
+			r := run(t, db, nil, append([]string{"rules", "apply", "-f", f}, extra...)...)
+			if r.code != ExitUsage || !strings.Contains(r.stderr, c.want) {
+				t.Errorf("%q %v: exit %d, stderr %q (want 2 and %q)", c.file, extra, r.code, r.stderr, c.want)
+			}
+		}
+	}
+	if after := fullState(t, db); after != before {
+		t.Fatalf("a refused file changed the policy: %s -> %s", before, after)
+	}
+	mustRun(t, db, "rules", "apply", "-f", writeFile(t, "policy.yaml", head+"rules: []\nquotas: []\n"), "--prune")
+	if n := queryInt(t, db, `SELECT (SELECT count(*) FROM rules) + (SELECT count(*) FROM quotas)`); n != 0 {
+		t.Fatalf("rules: [] and quotas: [] with --prune left %d objects", n)
+	}
+	for _, o := range []string{"yaml", "json"} {
+		exported := mustRun(t, db, "rules", "export", "-o", o).stdout
+		mustRun(t, db, "rules", "apply", "-f", writeFile(t, "policy."+o, exported), "--prune")
+	}
+}

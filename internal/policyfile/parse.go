@@ -141,6 +141,9 @@ func Parse(name string, data []byte) (*File, error) {
 			f.Doc.Kind = d.str(v, "", key)
 		case "rules":
 			f.HasRules = true
+			if d.nullSection(k, v) {
+				return
+			}
 			for i, item := range d.seq(v, "", key) {
 				r, pos := d.rule(item, i)
 				f.Doc.Rules = append(f.Doc.Rules, r)
@@ -148,6 +151,9 @@ func Parse(name string, data []byte) (*File, error) {
 			}
 		case "quotas":
 			f.HasQuotas = true
+			if d.nullSection(k, v) {
+				return
+			}
 			for i, item := range d.seq(v, "", key) {
 				q, pos := d.quota(item, i)
 				f.Doc.Quotas = append(f.Doc.Quotas, q)
@@ -159,6 +165,19 @@ func Parse(name string, data []byte) (*File, error) {
 		return f, d.problems.sorted()
 	}
 	return f, nil
+}
+
+// nullSection refuses a top-level section written with no value ("rules:",
+// "rules: ~", JSON null). Read as an empty list it would say "no rules",
+// and with --prune delete every stored one, when the likelier story is an
+// unfinished edit or a templating variable that came out empty; "[]" says
+// "none" on purpose.
+func (d *decoder) nullSection(k, v *yaml.Node) bool {
+	if v.Kind != yaml.ScalarNode || v.Tag != "!!null" {
+		return false
+	}
+	d.addf(k, "", k.Value, "is empty; write `"+k.Value+": []` to mean no "+k.Value)
+	return true
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
