@@ -160,6 +160,8 @@ func TestRulesCLIEndToEnd(t *testing.T) {
 		{[]string{"--path", "/healthz", "--expect", "allow"}, 0, "health"},
 		{[]string{"--path", "/me", "--host", "api.example.com:443", "--groups", "X", "--expect", "deny"}, 0, "insufficient_scope"},
 		{[]string{"--path", "/me", "--host", "api.example.com", "--groups", "X", "--scope", "profile:read", "--expect", "allow"}, 0, "me"},
+		// No identity is anonymous (SPEC §3), also with --scope: no token, no scopes.
+		{[]string{"--path", "/me", "--host", "api.example.com", "--scope", "profile:read", "--expect", "deny"}, 0, "unauthorized"},
 		{[]string{"--path", "/bil%6Cing/x", "--groups", "Finance", "--expect", "allow"}, 0, "/billing/x"},
 		{[]string{"--path", "/billing/%2e%2e/admin", "--groups", "Finance", "--expect", "deny"}, 0, "bad_request"},
 		{[]string{"--path", "/export/a", "--groups", "Finance", "--expect", "deny"}, 0, "forbidden"},

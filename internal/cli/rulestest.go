@@ -89,6 +89,7 @@ func (a *App) runRulesTest(ctx context.Context, o *ruleTestOptions) error {
 	if o.path == "" {
 		return usageErrorf("path: --path is required")
 	}
+	o.expect = strings.ToLower(strings.TrimSpace(o.expect)) // as a case file reads expect:
 	if o.expect != "" && o.expect != "allow" && o.expect != "deny" {
 		return usageErrorf("expect: %q is not allow or deny", o.expect)
 	}
@@ -188,8 +189,10 @@ func (a *App) runRulesTest(ctx context.Context, o *ruleTestOptions) error {
 			res.Groups = append(res.Groups, g.Name)
 		}
 	case len(scopes) > 0:
-		// Scopes without an identity: an authenticated caller in no group.
-		caller = policy.NewCaller("", nil, scopes)
+		// SPEC §3: no identity (--user, --groups, --token) means anonymous,
+		// and an anonymous caller has no token to carry scopes.
+		a.warnf("--scope is ignored without --user, --groups or --token: the caller is anonymous")
+		scopes = nil
 	}
 	switch {
 	case perr != nil:
