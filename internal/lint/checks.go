@@ -81,6 +81,11 @@ func (l *linter) groups() []Finding {
 			f.Message = fmt.Sprintf("group %q (%s) is no longer in the synced Okta directory: deleted in Okta or filtered out of the sync (%s)", u.ref.Name, u.ref.ID, users)
 			f.Fix = "Remove the group from these rules and quotas, or rebind them to the group that replaced it (okproxy rules apply with the new name); " +
 				"if the group still exists in Okta, check the sync's --group-filter."
+			if id, name, ok := l.idIgnoringCase(u.ref.ID); ok {
+				// Never a synced group: a mistyped id, not a deleted group.
+				f.Message = fmt.Sprintf("group id %q is not a synced group; the synced group %q has id %s, which differs only in letter case, and Okta ids are case-sensitive (%s)", u.ref.ID, name, id, users)
+				f.Fix = fmt.Sprintf("Write the id exactly as Okta does, %s (okproxy rules apply with the corrected id, or rules rm and rules add).", id)
+			}
 		case renamed:
 			f.Check = RenamedGroup
 			f.Severity = Info
@@ -317,4 +322,14 @@ func (l *linter) quotasNotGranted() []Finding {
 		})
 	}
 	return out
+}
+
+// idIgnoringCase finds the synced group whose id equals id ignoring case.
+func (l *linter) idIgnoringCase(id string) (string, string, bool) {
+	for gid, name := range l.in.Directory.Groups {
+		if strings.EqualFold(gid, id) {
+			return gid, name, true
+		}
+	}
+	return "", "", false
 }

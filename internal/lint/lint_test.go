@@ -244,3 +244,23 @@ func TestAmbiguousGroup(t *testing.T) {
 		t.Errorf("never-grants: %s", fs[1].Message)
 	}
 }
+
+// An id that differs from a synced group's only in letter case was never a
+// synced group: lint says so, instead of calling it deleted.
+func TestMistypedIDCase(t *testing.T) {
+	t.Parallel()
+	in := clean()
+	in.Rules = append(in.Rules, mkRule(policy.Rule{Name: "lower", Path: "/lower", Allow: []policy.GroupRef{g("00gf", "00gf")}}))
+	var found bool
+	for _, f := range Run(in) {
+		if f.Check == DeletedGroup {
+			found = true
+			if !strings.Contains(f.Message, `synced group "Finance" has id 00gF, which differs only in letter case`) || !strings.Contains(f.Fix, "00gF") {
+				t.Errorf("finding: %s / %s", f.Message, f.Fix)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no finding for the mistyped id")
+	}
+}
