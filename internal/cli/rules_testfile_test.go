@@ -196,3 +196,38 @@ func TestEveryCommandHasExample(t *testing.T) {
 		t.Fatalf("commands without an Example: %v", missing)
 	}
 }
+
+// A case file must test something, name each case once, and read expect as
+// the command line does (allow/deny in any case).
+func TestRulesTestFileStrictness(t *testing.T) {
+	t.Parallel()
+	pol := testdataPolicy("policy.yaml")
+	head := "apiVersion: okproxy/v1\nkind: PolicyTest\n"
+	for _, c := range []struct{ file, want string }{
+		{head + "cases: []\n", "3: cases: has no cases"},
+		{head + "cases:\n", "3: cases: has no cases"},
+		{"cases: ~\n", "1: cases: has no cases"},
+		{head + `cases:
+  - {name: health, path: /healthz, expect: allow}
+  - {name: billing, path: /billing/x, expect: deny}
+  - {name: health, path: /healthz, method: HEAD, expect: allow}
+`, `6: case "health": name: "health" is also the name of the case on line 4`},
+	} {
+		f := writeFile(t, "cases.yaml", c.file)
+		r := run(t, "", nil, "rules", "test", "--file", f, "--policy", pol)
+		if r.code != ExitUsage || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%q: exit %d, stderr %q (want 2 and %q)", c.file, r.code, r.stderr, c.want)
+		}
+	}
+	upper := writeFile(t, "cases.yaml", head+"cases:\n  - {name: health, path: /healthz, expect: ALLOW}\n  - {path: /billing/x, expect: Deny}\n")
+	if r := run(t, "", nil, "rules", "test", "--file", upper, "--policy", pol); r.code != 0 {
+		t.Fatalf("expect in upper case in a file: %+v", r)
+	}
+	db := dbtest.NewDatabase(t)
+	mustRun(t, db, "rules", "apply", "-f", pol)
+	for expect, code := range map[string]int{"ALLOW": 0, "Allow": 0, " allow ": 0, "DENY": ExitCheck, "maybe": ExitUsage} {
+		if r := run(t, db, nil, "rules", "test", "--path", "/healthz", "--expect", expect); r.code != code {
+			t.Errorf("--expect %q: exit %d, want %d: %+v", expect, r.code, code, r)
+		}
+	}
+}

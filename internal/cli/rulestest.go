@@ -77,7 +77,7 @@ func (a *App) rulesTest() *cobra.Command {
 	f.StringVar(&o.issuer, "issuer", "", "with --token: the Okta issuer serve uses")
 	f.StringSliceVar(&o.audiences, "audience", nil, "with --token: accepted audience (repeatable)")
 	f.StringVar(&o.groupsClaim, "groups-claim", "groups", "with --token: claim holding the groups")
-	f.StringVar(&o.expect, "expect", "", "allow or deny: exit 3 when the decision differs")
+	f.StringVar(&o.expect, "expect", "", "allow or deny (any case): exit 3 when the decision differs")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	return cmd
 }

@@ -79,7 +79,7 @@ func LoadCases(name string, data []byte) (*CaseFile, error) {
 	d := &decoder{file: name}
 	cf := &CaseFile{Name: name}
 	hasCases := false
-	d.mapping(root, "", caseRootFields, func(key string, _, v *yaml.Node) {
+	d.mapping(root, "", caseRootFields, func(key string, k, v *yaml.Node) {
 		switch key {
 		case "apiVersion":
 			if s := d.str(v, "", key); s != APIVersion {
@@ -91,11 +91,19 @@ func LoadCases(name string, data []byte) (*CaseFile, error) {
 			}
 		case "cases":
 			hasCases = true
-			for i, item := range d.seq(v, "", key) {
+			before := len(d.problems)
+			items := d.seq(v, "", key)
+			if len(items) == 0 && len(d.problems) == before {
+				// A file that tests nothing passes, and a CI gate built on
+				// it would pass whatever the policy became.
+				d.addf(k, "", key, "has no cases: a test file must test something")
+			}
+			for i, item := range items {
 				cf.Cases = append(cf.Cases, d.testCase(item, i))
 			}
 		}
 	})
+	d.uniqueCaseNames(cf.Cases)
 	if !hasCases && len(d.problems) == 0 {
 		d.addf(root, "", "cases", "is required: a list of cases")
 	}
@@ -103,6 +111,23 @@ func LoadCases(name string, data []byte) (*CaseFile, error) {
 		return nil, d.problems.sorted()
 	}
 	return cf, nil
+}
+
+// uniqueCaseNames refuses a name given to two cases: results and failures
+// are reported by name, and a copied case whose name was not changed is
+// usually one whose request was not changed either.
+func (d *decoder) uniqueCaseNames(cases []Case) {
+	first := map[string]int{}
+	for _, c := range cases {
+		if c.Name == "" || strings.HasPrefix(c.Name, "#") {
+			continue // unnamed: labelled by position
+		}
+		if line, dup := first[c.Name]; dup {
+			d.addf(&yaml.Node{Line: c.Line}, c.Label(), "name", strconv.Quote(c.Name)+" is also the name of the case on line "+strconv.Itoa(line)+"; give each case its own name")
+			continue
+		}
+		first[c.Name] = c.Line
+	}
 }
 
 func (d *decoder) testCase(n *yaml.Node, i int) Case {
