@@ -333,3 +333,24 @@ func (l *linter) idIgnoringCase(id string) (string, string, bool) {
 	}
 	return "", "", false
 }
+
+// regexLike reports path patterns that read like regular expressions
+// ("/admin/(users|groups)", "/v[0-9]+/x", "/a/.*"). Patterns are literal
+// apart from * and **, so such a rule matches only that exact text: a deny
+// written that way never fires, an allow never grants.
+func (l *linter) regexLike() []Finding {
+	var out []Finding
+	for _, r := range l.rules {
+		p := r.Path
+		if !(strings.ContainsAny(p, "()|[]^$") || strings.Contains(p, ".*") || strings.Contains(p, ".+")) {
+			continue
+		}
+		out = append(out, Finding{
+			Check: RegexLike, Severity: Warning, Rules: []string{r.Name},
+			Message: fmt.Sprintf("rule %q has the path pattern %q, which looks like a regular expression; patterns are literal apart from * and **, "+
+				"so it matches only a path spelled exactly like that", r.Name, p),
+			Fix: "Write one rule per literal path, or use * (one segment) and a trailing ** (any depth): /admin/(users|groups) becomes /admin/users and /admin/groups, or /admin/*.",
+		})
+	}
+	return out
+}

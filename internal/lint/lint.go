@@ -30,10 +30,11 @@ const (
 	PublicOverDeny  Check = "public-overlaps-deny" // a deny rule on a route a public rule opens
 	StaleReportOnly Check = "stale-report-only"    // report-only longer than the threshold
 	QuotaNotGranted Check = "quota-never-applies"  // a quota on a group no rule grants there
+	RegexLike       Check = "regex-like-path"      // a path pattern that reads like a regular expression
 )
 
 // order is the order findings are reported in.
-var order = []Check{AmbiguousGroup, UnknownGroup, DeletedGroup, NeverGrants, Duplicate, PublicOverDeny, StaleReportOnly, QuotaNotGranted, RenamedGroup, UnboundGroup}
+var order = []Check{AmbiguousGroup, UnknownGroup, DeletedGroup, NeverGrants, RegexLike, Duplicate, PublicOverDeny, StaleReportOnly, QuotaNotGranted, RenamedGroup, UnboundGroup}
 
 // Severity says whether a finding fails the lint (warning) or is only
 // worth knowing (info).
@@ -115,6 +116,7 @@ func Run(in Input) []Finding {
 	out = append(out, l.duplicates()...)
 	out = append(out, l.publicOverDeny()...)
 	out = append(out, l.staleReportOnly()...)
+	out = append(out, l.regexLike()...)
 	out = append(out, l.quotasNotGranted()...)
 	slices.SortStableFunc(out, func(a, b Finding) int {
 		if c := slices.Index(order, a.Check) - slices.Index(order, b.Check); c != 0 {

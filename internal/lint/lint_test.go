@@ -1,6 +1,8 @@
 package lint
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -262,5 +264,29 @@ func TestMistypedIDCase(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("no finding for the mistyped id")
+	}
+}
+
+// Path patterns that read like regular expressions are literal: lint warns,
+// since a deny written that way never fires.
+func TestRegexLikePath(t *testing.T) {
+	t.Parallel()
+	in := clean()
+	for i, p := range []string{"/admin/(users|groups)", "/v[0-9]/x", "/files/.*", "/a/^b$"} {
+		in.Rules = append(in.Rules, mkRule(policy.Rule{Name: fmt.Sprintf("re%d", i), Path: p, Deny: []policy.GroupRef{finance}}))
+	}
+	in.Rules = append(in.Rules, mkRule(policy.Rule{Name: "plain", Path: "/files/a+b/*", Deny: []policy.GroupRef{finance}}))
+	fs := Run(in)
+	var got []string
+	for _, f := range fs {
+		if f.Check == RegexLike {
+			if f.Severity != Warning || f.Fix == "" {
+				t.Errorf("finding %+v", f)
+			}
+			got = append(got, f.Rules...)
+		}
+	}
+	if !slices.Equal(got, []string{"re0", "re1", "re2", "re3"}) || !Failed(fs) {
+		t.Fatalf("regex-like findings for %v", got)
 	}
 }
