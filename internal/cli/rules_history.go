@@ -37,7 +37,8 @@ func (a *App) rulesHistory() *cobra.Command {
 		Short: "Show policy versions: who changed what, when, field by field",
 		Long: `List policy versions newest first, each with its actor, time, action and the changes
 it made (from the admin event log's before/after values). With NAME, only the versions
-that changed that rule (or quota), and only those changes. A version marked
+that changed that rule (or quota), and only those changes; a name no rule or quota
+has ever had is refused (exit 2). A version marked
 "restorable" can be the target of rules rollback --to.`,
 		Example: `  okproxy rules history
   okproxy rules history billing-read --limit 5
@@ -63,6 +64,17 @@ that changed that rule (or quota), and only those changes. A version marked
 			vs, err := st.PolicyHistory(cmd.Context(), name, limit)
 			if err != nil {
 				return err
+			}
+			if name != "" && len(vs) == 0 {
+				// SPEC §2: an unknown rule name is invalid input. A removed
+				// rule or quota is not unknown: the log remembers it.
+				known, err := st.PolicyObjectKnown(cmd.Context(), name)
+				if err != nil {
+					return err
+				}
+				if !known {
+					return usageErrorf("unknown rule %q: no rule or quota has that name or ever had it (see okproxy rules list)", name)
+				}
 			}
 			entries := make([]historyEntry, 0, len(vs))
 			for _, v := range vs {

@@ -355,3 +355,28 @@ func TestPolicyApplyRefusesNullSection(t *testing.T) {
 		mustRun(t, db, "rules", "apply", "-f", writeFile(t, "policy."+o, exported), "--prune")
 	}
 }
+
+// rules history NAME for a name no rule or quota has ever had is an unknown
+// rule (SPEC §2: exit 2); a removed rule keeps its history.
+func TestRulesHistoryUnknownName(t *testing.T) {
+	t.Parallel()
+	db := dbtest.NewDatabase(t)
+	mustRun(t, db, "rules", "add", "gone", "--path", "/gone", "--allow-authenticated")
+	mustRun(t, db, "rules", "rm", "gone")
+	mustRun(t, db, "quotas", "add", "q", "--group", "Finance", "--limit", "10", "--window", "1m")
+	sql(t, db, `INSERT INTO rules (name, path, allow_authenticated) VALUES ('unlogged', '/u', true)`)
+	for _, o := range []string{"table", "json"} {
+		if r := run(t, db, nil, "rules", "history", "nope", "-o", o); r.code != ExitUsage || !strings.Contains(r.stderr, `unknown rule "nope"`) || r.stdout != "" {
+			t.Errorf("history of a name never used (-o %s): %+v", o, r)
+		}
+	}
+	if r := mustRun(t, db, "rules", "history", "gone"); !strings.Contains(r.stdout, "- rule gone (rule.remove)") || !strings.Contains(r.stdout, "+ rule gone (rule.add)") {
+		t.Errorf("history of a removed rule:\n%s", r.stdout)
+	}
+	if r := mustRun(t, db, "rules", "history", "q"); !strings.Contains(r.stdout, "+ quota q (quota.add)") {
+		t.Errorf("history of a quota:\n%s", r.stdout)
+	}
+	if r := mustRun(t, db, "rules", "history", "unlogged"); !strings.Contains(r.stdout, `no policy version changed "unlogged"`) {
+		t.Errorf("history of a rule with no recorded change:\n%s", r.stdout)
+	}
+}

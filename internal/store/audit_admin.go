@@ -53,6 +53,20 @@ func (s *Store) QueryAdminEvents(ctx context.Context, f AdminEventFilter) ([]Adm
 	return out, rows.Err()
 }
 
+// PolicyObjectKnown reports whether a rule or quota is named name now, or
+// was according to the admin event log (a removed one). `rules history
+// NAME` uses it to tell a mistyped name from one with no recorded change.
+func (s *Store) PolicyObjectKnown(ctx context.Context, name string) (bool, error) {
+	var known bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM rules WHERE name = $1)
+		OR EXISTS (SELECT 1 FROM quotas WHERE name = $1)
+		OR EXISTS (SELECT 1 FROM admin_events WHERE object_type IN ('rule', 'quota') AND object_name = $1)`, name).Scan(&known)
+	if err != nil {
+		return false, fmt.Errorf("look up %q: %w", name, err)
+	}
+	return known, nil
+}
+
 // AuditPartition is one daily partition of audit_events.
 type AuditPartition struct {
 	Name string    `json:"name"`
