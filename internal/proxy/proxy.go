@@ -200,6 +200,10 @@ type stateKey struct{}
 // ServeHTTP runs the stages in order. Every return path answers exactly once
 // and records exactly one audit event.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if wc, _ := r.Context().Value(watchConnKey{}).(*watchConn); wc != nil {
+		wc.enter()
+		defer wc.leave()
+	}
 	st := &reqState{start: h.cfg.Now()}
 	st.id = requestID(r.Header.Get("X-Request-Id"))
 	st.host = NormalizeHost(r.Host)
@@ -329,9 +333,14 @@ type connMemoKey struct{}
 // ConnContext is for http.Server.ConnContext: it gives each client
 // connection the memo through which a HeaderVerifier skips re-parsing the
 // Authorization header a keep-alive connection repeats.
-func ConnContext(ctx context.Context, _ net.Conn) context.Context {
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	if wc, ok := c.(*watchConn); ok {
+		ctx = context.WithValue(ctx, watchConnKey{}, wc)
+	}
 	return context.WithValue(ctx, connMemoKey{}, new(authn.HeaderMemo))
 }
+
+type watchConnKey struct{}
 
 // rewrite builds the outbound request: canonical path, identity headers,
 // X-Forwarded-*. Runs inside ReverseProxy, which has already removed

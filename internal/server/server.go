@@ -283,7 +283,8 @@ func (s *Server) Start(ctx context.Context) error {
 		s.main.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		go s.main.ServeTLS(s.mainLn, "", "")
 	} else {
-		go s.main.Serve(s.mainLn)
+		// Requests net/http refuses before the handler are audited too.
+		go s.main.Serve(s.handler.WatchListener(s.mainLn))
 	}
 	go s.admin.Serve(s.adminLn)
 	s.log.Info("okproxy serving", "listen", s.mainLn.Addr().String(), "admin", s.adminLn.Addr().String(),

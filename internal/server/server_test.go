@@ -588,3 +588,87 @@ func TestOptionsAsteriskIsRefusedAndAudited(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Requests net/http refuses before any handler runs (a malformed target or
+// header, headers too large, an unknown transfer coding, an HTTP version it
+// does not speak) keep net/http's answer but are audited, once each, with
+// reason bad_request; a keep-alive connection that sends valid requests
+// first still attributes the refused one's method and target correctly, and
+// valid requests never gain an extra event.
+func TestParserRefusalsAreAudited(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "", nil)
+	h.addRule(policy.Rule{Name: "health", Path: "/healthz", Methods: []string{"GET"}, Public: true})
+	h.waitStatus("/healthz", "", 200, 5*time.Second)
+	waitCount := func(where string, want int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			n := h.auditCount(where)
+			if n == want {
+				return
+			}
+			if n > want || time.Now().After(deadline) {
+				t.Fatalf("%d audit events where %s, want %d", n, where, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	const valid = "path = '/healthz' AND status = 200"
+	time.Sleep(300 * time.Millisecond) // the writer flushes within 250 ms
+	okBefore := h.auditCount(valid)
+	big := strings.Repeat("a", 70<<10)
+	cases := []struct {
+		name, req  string
+		status     int
+		method     string
+		path       string
+		validFirst int // valid keep-alive requests sent on the connection first
+	}{
+		{"bad escape", "GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400, "GET", "/%zz", 0},
+		{"bad escape after two valid requests", "POST /billing/%zz/x?q=1 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "POST", "/billing/%zz/x?q=1", 2},
+		{"bad header", "GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", 400, "GET", "/healthz", 0},
+		{"no host", "GET /healthz HTTP/1.1\r\n\r\n", 400, "GET", "/healthz", 0},
+		{"header too large", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + big + "\r\n\r\n", 431, "GET", "/healthz", 0},
+		{"unknown transfer coding", "POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked, foo\r\n\r\n", 501, "POST", "/healthz", 0},
+		{"HTTP/3.0", "GET /healthz HTTP/3.0\r\nHost: x\r\n\r\n", 505, "GET", "/healthz", 0},
+		{"not a request line", "\x16\x03\x01 garbage\r\n\r\n", 400, "", "", 0},
+	}
+	validSent := 0
+	const match = "reason = 'bad_request' AND status = $1 AND method = $2 AND path = $3 AND decision = 'deny' AND client_ip = '127.0.0.1'"
+	for i, c := range cases {
+		before := h.auditCount(match, c.status, c.method, c.path)
+		conn, err := net.Dial("tcp", h.srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(conn)
+		for j := 0; j < c.validFirst; j++ {
+			io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+			res, err := http.ReadResponse(br, nil)
+			if err != nil || res.StatusCode != 200 {
+				t.Fatalf("%s: valid request %d: %v %v", c.name, j, res, err)
+			}
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			validSent++
+		}
+		io.WriteString(conn, c.req)
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		res.Body.Close()
+		conn.Close()
+		if res.StatusCode != c.status {
+			t.Fatalf("%s: status %d, want %d", c.name, res.StatusCode, c.status)
+		}
+		waitCount("reason = 'bad_request'", i+1)
+		if n := h.auditCount(match, c.status, c.method, c.path); n != before+1 {
+			var got string
+			h.st.Pool().QueryRow(context.Background(), `SELECT format('%s %s %s %s %s', status, method, path, reason, client_ip) FROM audit_events WHERE reason = 'bad_request' ORDER BY time DESC LIMIT 1`).Scan(&got)
+			t.Fatalf("%s: %d matching events; newest: %s", c.name, n, got)
+		}
+	}
+	waitCount(valid, okBefore+validSent)
+}
