@@ -59,7 +59,7 @@ func ValidDecision(d string) bool {
 }
 
 // ParseDuration is okproxy's duration syntax (internal/duration): Go
-// durations plus leading whole days ("90d", "1d12h").
+// durations plus leading days, whole or fractional ("90d", "1d12h", "1.5d").
 func ParseDuration(s string) (time.Duration, error) { return duration.Parse(s) }
 
 // ParseTimeBound reads a time bound: a duration back from now ("1h", "7d")

@@ -98,8 +98,8 @@ func countWarnings(fs []lint.Finding) int {
 
 func writeFindings(a *App, fs []lint.Finding, rules, quotas int) {
 	for _, f := range fs {
-		fmt.Fprintf(a.Stdout, "%s [%s] %s\n", f.Severity, f.Check, f.Message)
-		fmt.Fprintf(a.Stdout, "    fix: %s\n", f.Fix)
+		textf(a.Stdout, "%s [%s] %s\n", string(f.Severity), string(f.Check), f.Message)
+		textf(a.Stdout, "    fix: %s\n", f.Fix)
 	}
 	if len(fs) == 0 {
 		fmt.Fprintf(a.Stdout, "no findings (%d rules, %d quotas checked)\n", rules, quotas)

@@ -231,11 +231,17 @@ func (a *App) printTestResult(res *testResult, o *ruleTestOptions, scopes []stri
 		if res.Subject != "" || len(res.Groups) > 0 || len(scopes) > 0 {
 			caller = fmt.Sprintf("%sgroups=[%s] scopes=[%s]", prefixed(res.Subject), strings.Join(res.Groups, ", "), strings.Join(scopes, " "))
 		}
+		// Group names and subjects come from Okta and tokens: escaped, so
+		// they cannot drive the terminal or forge a line.
 		fmt.Fprintf(a.Stdout, "decision: %s (%s, HTTP %d)\n", res.Decision, res.Reason, res.Status)
-		fmt.Fprintf(a.Stdout, "request:  %s %s%s\n", method, res.Host, res.Path)
-		fmt.Fprintf(a.Stdout, "caller:   %s\n", caller)
+		textf(a.Stdout, "request:  %s %s%s\n", method, res.Host, res.Path)
+		textf(a.Stdout, "caller:   %s\n", caller)
 		fmt.Fprintf(a.Stdout, "policy:   version %d\n", res.PolicyVersion)
-		fmt.Fprintf(a.Stdout, "why:      %s\n", strings.ReplaceAll(strings.TrimSpace(res.Explanation), "\n", "\n          "))
+		why := strings.Split(strings.TrimSpace(res.Explanation), "\n")
+		for i := range why {
+			why[i] = escapeText(why[i])
+		}
+		fmt.Fprintf(a.Stdout, "why:      %s\n", strings.Join(why, "\n          "))
 	}
 	if o.expect != "" && string(res.Decision) != o.expect {
 		return checkFailedf("expected %s, got %s (%s)", o.expect, res.Decision, res.Reason)

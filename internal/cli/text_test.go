@@ -111,4 +111,19 @@ func TestHumanOutputEscapesControlCharacters(t *testing.T) {
 	if out := mustRun(t, db, "audit", "query", "-o", "csv").stdout; !strings.Contains(out, "\x1b]0;owned") {
 		t.Fatalf("audit query -o csv escaped its cells:\n%q", out)
 	}
+
+	// rules test and rules lint compile the policy, which refuses a stored
+	// description with control characters, but not the Okta name of a group
+	// a rule is bound to: one renamed group must not stop every replica's
+	// policy from compiling. Both print that name escaped.
+	sql(t, db, `UPDATE rules SET description = 'harmless' WHERE name = 'evil'`)
+	for _, args := range [][]string{{"rules", "test", "--path", "/evil", "--user", "alice@example.com", "--expect", "allow"}, {"rules", "lint"}} {
+		r := run(t, db, nil, args...)
+		if r.code != 0 && !(args[1] == "lint" && r.code == ExitCheck) {
+			t.Fatalf("okproxy %s: exit %d: %s", strings.Join(args, " "), r.code, r.stderr)
+		}
+		if c, bad := rawControl(r.stdout); bad || !strings.Contains(r.stdout, `Devx\x1b]0;owned`) {
+			t.Errorf("okproxy %s: raw control 0x%02x or no escaped group name:\n%q", strings.Join(args, " "), c, r.stdout)
+		}
+	}
 }

@@ -262,6 +262,13 @@ func checkRefs(refs []GroupRef) string {
 		if name == "" && id == "" {
 			return "empty group name"
 		}
+		// A ref bound to an id carries the directory's current name for
+		// display, whatever Okta holds; only a name typed by someone is
+		// checked. Refusing it would let one renamed Okta group stop every
+		// replica's policy from compiling.
+		if id != "" {
+			name = ""
+		}
 		if !utf8.ValidString(name) {
 			return "group name is not valid UTF-8"
 		}

@@ -122,6 +122,9 @@ func TestValidateAccepts(t *testing.T) {
 		{Name: "scopes", Path: "/s", Allow: []GroupRef{{ID: "00gABC123", Name: "00gABC123"}}, Scopes: []string{"profile:read", "api://x/y"}},
 		{Name: "report", Path: "/r", AllowAuthenticated: true, Mode: ModeReport, Description: "line one\n\tline two"},
 		{Name: "zero-mode", Path: "/r", AllowAuthenticated: true},
+		// Bound to an id, the name is Okta's current one, shown only: a
+		// renamed group must not stop the policy from compiling.
+		{Name: "bound-odd-name", Path: "/b", Allow: []GroupRef{{ID: "00gABC123", Name: "Dev\x1b[2J\nFORGED"}}},
 	} {
 		if err := r.Validate(); err != nil {
 			t.Errorf("%s: %v", r.Name, err)

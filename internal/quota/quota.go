@@ -114,9 +114,9 @@ func (q Quota) Validate() error {
 	return nil
 }
 
-// ParseWindow reads a window length: Go duration syntax plus a leading
-// whole number of days ("90s", "15m", "1h", "7d", "1d12h"). Windows are
-// whole seconds, at least one, at most MaxWindow.
+// ParseWindow reads a window length: Go duration syntax plus leading days,
+// whole or fractional ("90s", "15m", "1h", "7d", "1d12h", "1.5d"). Windows
+// are whole seconds, at least one, at most MaxWindow.
 func ParseWindow(s string) (int64, error) {
 	in := s
 	if strings.TrimSpace(s) == "" {
