@@ -41,6 +41,7 @@ type auditQueryOptions struct {
 	status, limit                                                 int
 	output                                                        string
 	follow                                                        bool
+	statusSet                                                     bool // --status given, even as 0
 }
 
 // filter validates the flags; every error names its flag and exits 2.
@@ -68,7 +69,7 @@ func (o *auditQueryOptions) filter(now time.Time) (audit.Filter, error) {
 	if o.pathPrefix != "" && !strings.HasPrefix(o.pathPrefix, "/") {
 		return f, usageErrorf("--path-prefix: %q does not start with /", o.pathPrefix)
 	}
-	if o.status != 0 && (o.status < 100 || o.status > 599) {
+	if (o.statusSet || o.status != 0) && (o.status < 100 || o.status > 599) {
 		return f, usageErrorf("--status: %d is not an HTTP status (100-599)", o.status)
 	}
 	if o.limit < 1 || o.limit > 100000 {
@@ -118,6 +119,7 @@ times are local. --follow prints the newest
   okproxy audit query --reason invalid_token --follow`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.statusSet = cmd.Flags().Changed("status")
 			f, err := o.filter(time.Now())
 			if err != nil {
 				return err

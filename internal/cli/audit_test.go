@@ -232,6 +232,7 @@ func TestAuditQueryBadInput(t *testing.T) {
 		{[]string{"--follow", "--until", "1h"}, "--until"},
 		{[]string{"--follow", "-o", "yaml"}, "-o/--output"},
 		{[]string{"--status", "abc"}, "--status"},
+		{[]string{"--status", "0"}, "--status"},
 	}
 	for _, c := range cases {
 		r := run(t, db, nil, append([]string{"audit", "query"}, c.args...)...)
