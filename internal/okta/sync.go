@@ -58,6 +58,9 @@ type RunRecord struct {
 	Actor      string
 	Counts     Counts
 	Error      string
+	// Full is true when every group's members were fetched (asked for, or
+	// the first sync, which has nothing to be incremental against).
+	Full bool
 	// OktaAsOf is Okta's clock when the run started reading; the next
 	// incremental sync asks for users changed since then.
 	OktaAsOf time.Time
@@ -223,7 +226,7 @@ func (s *Syncer) Run(ctx context.Context) (*Result, error) {
 		return res, nil
 	}
 	s.progress("applying the changes")
-	rec := RunRecord{Status: RunOK, Actor: c.Actor, OktaAsOf: asOf}
+	rec := RunRecord{Status: RunOK, Actor: c.Actor, OktaAsOf: asOf, Full: res.Full}
 	s.done(res, RunOK, nil)
 	rec.FinishedAt, rec.Counts = res.FinishedAt, res.Counts
 	if err := c.Store.ApplySync(ctx, res.RunID, plan, rec); err != nil {
@@ -261,7 +264,7 @@ func (s *Syncer) record(ctx context.Context, res *Result, status string, err err
 	s.done(res, status, err)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	rec := RunRecord{Status: status, FinishedAt: res.FinishedAt, Actor: s.cfg.Actor, Counts: res.Counts, Error: res.Error, OktaAsOf: asOf}
+	rec := RunRecord{Status: status, FinishedAt: res.FinishedAt, Actor: s.cfg.Actor, Counts: res.Counts, Error: res.Error, OktaAsOf: asOf, Full: res.Full}
 	if ferr := s.cfg.Store.FinishSyncRun(ctx, res.RunID, rec); ferr != nil {
 		s.cfg.Logger.Error("record sync run", "run_id", res.RunID, "err", ferr)
 	}

@@ -348,6 +348,15 @@ func TestIncrementalFetchesChangedGroupsOnly(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, generated(oktaorg.GenerateConfig{Users: 500, Groups: 120, PowerUserGroups: 30}), nil)
 	e.mustSync(t, nil)
+	// The first sync had nothing to be incremental against: its run
+	// record says full, like its summary.
+	fullRuns := func() (n int) {
+		e.st.Pool().QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE full_sync) FROM sync_runs`).Scan(&n)
+		return n
+	}
+	if n := fullRuns(); n != 1 {
+		t.Fatalf("first sync recorded full_sync on %d runs", n)
+	}
 	e.clock.Advance(time.Minute)
 	fx := e.org.Fixture()
 	g1, g2, g3 := fx.Groups[10].ID, fx.Groups[20].ID, fx.Groups[30].ID
@@ -363,6 +372,9 @@ func TestIncrementalFetchesChangedGroupsOnly(t *testing.T) {
 	}
 	if res.GroupsRefetched != 3 || res.MembershipsAdded+res.MembershipsRemoved < 2 || res.APICalls != 6 {
 		t.Fatalf("incremental result: %+v", res)
+	}
+	if n := fullRuns(); n != 1 {
+		t.Fatalf("an incremental sync was recorded as full (%d full runs)", n)
 	}
 	// --full refetches everything.
 	e.srv.ResetCounts()

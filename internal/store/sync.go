@@ -84,8 +84,8 @@ func finishRun(ctx context.Context, tx pgx.Tx, runID int64, rec okta.RunRecord) 
 	if !rec.OktaAsOf.IsZero() {
 		asOf = &rec.OktaAsOf
 	}
-	tag, err := tx.Exec(ctx, `UPDATE sync_runs SET status = $2, finished_at = $3, counts = $4, error = $5, okta_as_of = $6
-		WHERE id = $1`, runID, rec.Status, rec.FinishedAt, counts, rec.Error, asOf)
+	tag, err := tx.Exec(ctx, `UPDATE sync_runs SET status = $2, finished_at = $3, counts = $4, error = $5, okta_as_of = $6,
+		full_sync = full_sync OR $7 WHERE id = $1`, runID, rec.Status, rec.FinishedAt, counts, rec.Error, asOf, rec.Full)
 	if err != nil {
 		return fmt.Errorf("record sync run %d: %w", runID, err)
 	}
