@@ -87,7 +87,7 @@ type BucketStat struct {
 	Start    time.Time `json:"start"`
 	Requests int64     `json:"requests"`
 	Denied   int64     `json:"denied"`
-	Errors   int64     `json:"errors,omitempty"`
+	Errors   int64     `json:"errors"`
 	Users    int64     `json:"users"`
 }
 

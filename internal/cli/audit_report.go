@@ -42,8 +42,11 @@ rules would change. -o html writes one self-contained page with charts.`,
 			if !(o.SpikeSigma >= 0 && o.SpikeSigma <= 1e6) { // NaN or ±Inf would silently never report a spike
 				return usageErrorf("--sigma: %v is not a number from 0 to 1e6", o.SpikeSigma)
 			}
-			if o.SpikeMin < 0 || o.BurstMin < 0 || o.Top < 0 {
-				return usageErrorf("--sigma, --min-denials, --burst and --top must not be negative")
+			if o.SpikeMin < 0 || o.BurstMin < 0 {
+				return usageErrorf("--min-denials and --burst must not be negative")
+			}
+			if o.Top < 1 || o.Top > 10000 {
+				return usageErrorf("--top: %d is not between 1 and 10000", o.Top)
 			}
 			if a.databaseURL == "" {
 				return usageErrorf("no database: set --database-url, OKPROXY_DATABASE_URL or DATABASE_URL")

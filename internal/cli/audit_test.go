@@ -243,6 +243,7 @@ func TestAuditQueryBadInput(t *testing.T) {
 	for _, args := range [][]string{
 		{"audit", "report", "-o", "pdf"}, {"audit", "report", "--since", "x"},
 		{"audit", "report", "--sigma", "NaN"}, {"audit", "report", "--sigma", "+Inf"},
+		{"audit", "report", "--top", "0"}, {"audit", "report", "--top", "-1"}, {"audit", "report", "--min-denials", "-1"},
 		{"audit", "admin", "--since", "x"}, {"audit", "admin", "-o", "csv"},
 		{"audit", "prune"}, {"audit", "prune", "--older-than", "2h"}, {"audit", "prune", "--older-than", "ninety"},
 	} {
