@@ -17,10 +17,12 @@ import (
 // MaxHeaderBytes (431), a transfer coding it does not implement (501), an
 // HTTP version it does not speak (505). It writes a plain-text answer
 // straight to the connection and closes it, so the handler never sees the
-// request and could not audit it. WatchListener closes that gap on a
-// plain-TCP listener: each connection notes the bytes read since its last
-// handler ended, and a write that is exactly net/http's early-error answer,
-// made while no handler runs, is recorded as a bad_request audit event.
+// request and could not audit it; the same goes for an Expect header it does
+// not support (417). WatchListener and ConnState close that gap on a
+// plain-TCP listener: a connection is busy from a handler's start until
+// net/http marks it idle, and an error answer written while it is not busy
+// is net/http's own, recorded as a bad_request audit event with the request
+// line read since the connection went idle.
 //
 // Under TLS the listener cannot be wrapped without taking the *tls.Conn
 // from net/http (and with it HTTP/2), so there such refusals stay unaudited
@@ -45,38 +47,68 @@ func (l *watchListener) Accept() (net.Conn, error) {
 }
 
 // maxHead bounds the request bytes a connection keeps for the audit event
-// of an early refusal: enough for a request line.
-const maxHead = 2048
+// of an early refusal, held inline so that no request allocates for it:
+// enough for the request line of all but very long targets.
+const maxHead = 512
 
 type watchConn struct {
 	net.Conn
-	h         *Handler
-	inHandler atomic.Int32
+	h *Handler
+	// busy runs from a handler's start until net/http marks the connection
+	// idle again. Not until the handler returns: net/http still flushes the
+	// end of the response and discards an unread request body after that.
+	// Whatever is written while the connection is not busy is net/http's
+	// own answer.
+	busy atomic.Bool
 
-	mu   sync.Mutex
-	head []byte // what was read since the last handler started, up to maxHead
+	mu         sync.Mutex
+	head       [maxHead]byte // the next request's first bytes, read since the connection went idle
+	n          int
+	pending    byte // the byte net/http's background read took while busy
+	hasPending bool
 }
 
-// enter and leave bracket a handler: its writes are never early errors, and
-// the bytes of the next request start after it.
+// CloseWrite passes a half-close through, which net/http uses to let a
+// client read an error answer before the connection is reset.
+func (c *watchConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// enter marks the start of a handler.
 func (c *watchConn) enter() {
-	c.inHandler.Add(1)
+	c.busy.Store(true)
 	c.mu.Lock()
-	c.head = c.head[:0]
+	c.n, c.hasPending = 0, false
 	c.mu.Unlock()
 }
 
-func (c *watchConn) leave() { c.inHandler.Add(-1) }
+// idle is net/http's StateIdle: the last response is complete and the next
+// request has not been read (save the one byte a background read took).
+func (c *watchConn) idle() {
+	c.mu.Lock()
+	c.n = 0
+	if c.hasPending {
+		c.head[0], c.n, c.hasPending = c.pending, 1, false
+	}
+	c.mu.Unlock()
+	c.busy.Store(false)
+}
 
 func (c *watchConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	// While a handler runs, the reads are its request body, except the
-	// one-byte read net/http makes in the background to notice the next
-	// request (or the client leaving): that byte starts the next request.
-	if n > 0 && (c.inHandler.Load() == 0 || len(p) == 1) {
+	if n > 0 {
 		c.mu.Lock()
-		if room := maxHead - len(c.head); room > 0 {
-			c.head = append(c.head, p[:min(n, room)]...)
+		switch {
+		case !c.busy.Load():
+			c.n += copy(c.head[c.n:], p[:n])
+		case len(p) == 1:
+			// While busy, reads are the request body or the tail of one
+			// being discarded, except net/http's one-byte background read
+			// that notices the next request: that byte starts it.
+			c.pending, c.hasPending = p[0], true
 		}
 		c.mu.Unlock()
 	}
@@ -84,10 +116,10 @@ func (c *watchConn) Read(p []byte) (int, error) {
 }
 
 func (c *watchConn) Write(p []byte) (int, error) {
-	if c.inHandler.Load() == 0 {
-		if status, detail, ok := earlyError(p); ok {
+	if !c.busy.Load() {
+		if status, detail, ok := parserAnswer(p); ok {
 			c.mu.Lock()
-			head := bytes.Clone(c.head)
+			head := bytes.Clone(c.head[:c.n])
 			c.mu.Unlock()
 			c.h.auditEarlyError(c, head, status, detail)
 		}
@@ -95,28 +127,35 @@ func (c *watchConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// ConnState is for http.Server.ConnState with WatchListener: it tells each
+// watched connection when net/http is done with a request.
+func ConnState(c net.Conn, s http.ConnState) {
+	if wc, ok := c.(*watchConn); ok && s == http.StateIdle {
+		wc.idle()
+	}
+}
+
 // earlyErrorHeaders is what net/http writes between the status line and the
-// body of an answer it makes without a handler. A handler's response always
-// carries Date (and a length or chunking), so it never looks like this.
+// body of the answers it makes without a handler for a malformed request.
 const earlyErrorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
 
-// earlyError recognises net/http's early-error answer: its status and the
-// detail after "NNN Status Text: ", if any.
-func earlyError(p []byte) (status int, detail string, ok bool) {
+// parserAnswer reads the status of a refusal net/http writes itself (while
+// no handler has the connection): a malformed request (400, 431, 501, 505)
+// or an Expect it does not support (417); detail is what follows
+// "NNN Status Text: " on the status line of the former, if anything.
+func parserAnswer(p []byte) (status int, detail string, ok bool) {
 	rest, found := bytes.CutPrefix(p, []byte("HTTP/1.1 "))
-	if !found {
-		return 0, "", false
-	}
-	i := bytes.Index(rest, []byte(earlyErrorHeaders))
-	if i < 4 || bytes.IndexByte(rest[:i], '\n') >= 0 || rest[3] != ' ' {
+	if !found || len(rest) < 4 || rest[3] != ' ' {
 		return 0, "", false
 	}
 	status, err := strconv.Atoi(string(rest[:3]))
 	if err != nil || status < 400 || status > 599 {
 		return 0, "", false
 	}
-	if _, d, found := strings.Cut(string(rest[4:i]), ": "); found {
-		detail = d
+	if i := bytes.Index(rest, []byte(earlyErrorHeaders)); i > 4 && bytes.IndexByte(rest[:i], '\n') < 0 {
+		if _, d, found := strings.Cut(string(rest[4:i]), ": "); found {
+			detail = d
+		}
 	}
 	return status, detail, true
 }
@@ -131,7 +170,7 @@ func (h *Handler) auditEarlyError(c net.Conn, head []byte, status int, detail st
 	st.clientIP = h.clientIP(r) // the peer: no header was parsed, so none is believed
 	method, target := requestLine(head)
 	r.Method = method
-	st.path = safeLogPath(target)
+	st.path = targetForLog(target) // a query string is never stored, and may hold a token
 	st.detail = "refused by the HTTP parser before any rule ran: " + strconv.Itoa(status) + " " + http.StatusText(status)
 	if detail != "" {
 		st.detail += ": " + detail

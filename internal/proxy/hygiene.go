@@ -2,7 +2,10 @@ package proxy
 
 import (
 	"crypto/rand"
+	"crypto/sha1"
+	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
@@ -31,8 +34,8 @@ func stripInbound(h http.Header, trusted bool) {
 		// Every name below starts with x, f, t or c: most headers a client
 		// sends (Accept, Authorization, Host, User-Agent) skip the compares.
 		switch k[0] | 0x20 {
-		case 'x', 'f', 't', 'c':
-			if len(k) >= 10 && strings.EqualFold(k[:10], "X-Okproxy-") || overrideHeader(k) || !trusted && forwardingHeader(k) {
+		case 'x', 'f', 't', 'c', 'r':
+			if len(k) >= 10 && strings.EqualFold(k[:10], "X-Okproxy-") || overrideHeader(k) || identityHeader(k) || !trusted && forwardingHeader(k) {
 				delete(h, k)
 			}
 		}
@@ -51,14 +54,16 @@ func overrideHeader(k string) bool {
 	return false
 }
 
-// forwardingHeader: headers a front-end proxy sets about the client or its
-// own routing, believable only from a --trusted-proxy peer.
-func forwardingHeader(k string) bool {
-	if len(k) >= 12 && strings.EqualFold(k[:12], "X-Forwarded-") {
+// identityHeader: headers other authenticating proxies (oauth2-proxy,
+// Apache, nginx auth_request set-ups) use to name the caller, which an
+// upstream moved behind okproxy may still believe. okproxy's own are
+// X-Okproxy-*; these are never the client's to set.
+func identityHeader(k string) bool {
+	if len(k) >= 15 && strings.EqualFold(k[:15], "X-Auth-Request-") {
 		return true
 	}
-	for _, o := range [...]string{"Forwarded", "X-Real-Ip", "True-Client-Ip", "X-Client-Ip",
-		"X-Cluster-Client-Ip", "Cf-Connecting-Ip", "Fastly-Client-Ip", "X-Originating-Ip"} {
+	for _, o := range [...]string{"X-Remote-User", "Remote-User", "X-Authenticated-User", "X-Forwarded-User",
+		"X-Forwarded-Email", "X-Forwarded-Preferred-Username", "X-Forwarded-Groups", "X-Forwarded-Access-Token"} {
 		if len(k) == len(o) && strings.EqualFold(k, o) {
 			return true
 		}
@@ -66,20 +71,64 @@ func forwardingHeader(k string) bool {
 	return false
 }
 
-// upgradeAllowed reports whether an Upgrade request may pass: only
-// WebSocket. After a 101 the connection is a raw tunnel the proxy no longer
+// forwardingHeader: headers a front-end proxy sets about the client or its
+// own routing, believable only from a --trusted-proxy peer.
+func forwardingHeader(k string) bool {
+	if len(k) >= 12 && strings.EqualFold(k[:12], "X-Forwarded-") {
+		return true
+	}
+	for _, o := range [...]string{"Forwarded", "X-Forwarded", "X-Real-Ip", "True-Client-Ip", "X-Client-Ip", "Client-Ip",
+		"X-Cluster-Client-Ip", "Cf-Connecting-Ip", "Fastly-Client-Ip", "X-Originating-Ip", "X-Original-Forwarded-For",
+		"X-Proxyuser-Ip", "X-Host", "X-Original-Host"} {
+		if len(k) == len(o) && strings.EqualFold(k, o) {
+			return true
+		}
+	}
+	return false
+}
+
+// upgradeAllowed reports whether an Upgrade request may pass: only a
+// WebSocket opening handshake (RFC 6455 §4.1: GET, version 13, a key of 16
+// bytes). After a 101 the connection is a raw tunnel the proxy no longer
 // reads, so an upgrade to h2c (HTTP/2 requests on the tunnel, each
-// unchecked) or any other protocol the upstream might speak request by
-// request is not forwarded; the request itself is served without it.
-func upgradeAllowed(h http.Header) bool {
-	for _, v := range h.Values("Upgrade") {
+// unchecked), to any other protocol, or a half-formed WebSocket request an
+// upstream might answer with a blind 101 and then read HTTP requests from,
+// is not forwarded; the request itself is served without it. The upstream's
+// 101 must prove it read the key (checkUpgradeResponse).
+func upgradeAllowed(r *http.Request) bool {
+	ups := r.Header.Values("Upgrade")
+	if len(ups) == 0 {
+		return true
+	}
+	for _, v := range ups {
 		for _, p := range strings.Split(v, ",") {
 			if !strings.EqualFold(strings.TrimSpace(p), "websocket") {
 				return false
 			}
 		}
 	}
-	return true
+	if r.Method != http.MethodGet || r.Header.Get("Sec-Websocket-Version") != "13" {
+		return false
+	}
+	key, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-Websocket-Key"))
+	return err == nil && len(key) == 16 && len(r.Header.Values("Sec-Websocket-Key")) == 1
+}
+
+// websocketGUID is RFC 6455's constant for Sec-WebSocket-Accept.
+const websocketGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// checkUpgradeResponse accepts a 101 only when the upstream answered the
+// WebSocket key it was sent (RFC 6455 §4.2.2): an upstream that switches
+// protocols without having read the handshake (a blind "101" endpoint)
+// would otherwise open a tunnel for unchecked requests.
+func checkUpgradeResponse(resp *http.Response) error {
+	key := resp.Request.Header.Get("Sec-Websocket-Key")
+	sum := sha1.Sum([]byte(key + websocketGUID))
+	want := base64.StdEncoding.EncodeToString(sum[:])
+	if key == "" || resp.Header.Get("Sec-Websocket-Accept") != want || !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") {
+		return errors.New("upstream switched protocols without a valid WebSocket handshake answer (Sec-WebSocket-Accept)")
+	}
+	return nil
 }
 
 // rawPath extracts the escaped path from the request target exactly as the
@@ -111,6 +160,15 @@ func rawPath(requestURI string) (string, bool) {
 		requestURI = requestURI[:i]
 	}
 	return requestURI, true
+}
+
+// targetForLog is a refused request target as audit and logs show it: the
+// part before any query or fragment (SPEC §6: never the query string),
+// printable and short.
+func targetForLog(uri string) string {
+	uri, _, _ = strings.Cut(uri, "?")
+	uri, _, _ = strings.Cut(uri, "#")
+	return safeLogPath(uri)
 }
 
 // safeLogPath keeps a refused raw path printable and short for logs and audit.

@@ -201,8 +201,7 @@ type stateKey struct{}
 // and records exactly one audit event.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if wc, _ := r.Context().Value(watchConnKey{}).(*watchConn); wc != nil {
-		wc.enter()
-		defer wc.leave()
+		wc.enter() // until net/http marks the connection idle (ConnState)
 	}
 	st := &reqState{start: h.cfg.Now()}
 	st.id = requestID(r.Header.Get("X-Request-Id"))
@@ -211,17 +210,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// 1. Hygiene: before anything else looks at the request.
 	stripInbound(r.Header, h.trusted(r.RemoteAddr))
-	if !upgradeAllowed(r.Header) {
+	if !upgradeAllowed(r) {
 		r.Header.Del("Upgrade")
 	}
 	r.Header.Del("Http2-Settings")
 	if m := r.Method; strings.EqualFold(m, http.MethodConnect) || strings.EqualFold(m, http.MethodTrace) || strings.EqualFold(m, "TRACK") {
 		// CONNECT opens a tunnel; TRACE echoes the request, headers and all.
+		st.path = targetForLog(r.RequestURI)
 		h.refuse(w, r, st, policy.ReasonBadRequest, "method "+m+" is not proxied")
 		return
 	}
 	raw, ok := rawPath(r.RequestURI)
 	if !ok {
+		st.path = targetForLog(r.RequestURI)
 		h.refuse(w, r, st, policy.ReasonBadRequest, "request target is not an origin-form path")
 		return
 	}
@@ -407,6 +408,11 @@ func (b *clientBody) failed() error {
 // modifyResponse gives a proxied response the request id the upstream and
 // the audit event got, unless the upstream set its own.
 func (h *Handler) modifyResponse(resp *http.Response) error {
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		if err := checkUpgradeResponse(resp); err != nil {
+			return err // ErrorHandler: 502, and the upstream connection is closed
+		}
+	}
 	if st, _ := resp.Request.Context().Value(stateKey{}).(*reqState); st != nil && resp.Header.Get("X-Request-Id") == "" {
 		resp.Header.Set("X-Request-Id", st.id)
 	}

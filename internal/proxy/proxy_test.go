@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -130,7 +132,12 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 				return
 			}
 			defer conn.Close()
-			brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+			accept := ""
+			if r.URL.Query().Get("blind") == "" { // a real WebSocket server answers the key; ?blind=1 does not
+				sum := sha1.Sum([]byte(r.Header.Get("Sec-Websocket-Key") + websocketGUID))
+				accept = "Sec-WebSocket-Accept: " + base64.StdEncoding.EncodeToString(sum[:]) + "\r\n"
+			}
+			brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + accept + "\r\n")
 			brw.Flush()
 			line, _ := brw.ReadString('\n')
 			brw.WriteString("echo:" + line)
@@ -464,16 +471,9 @@ func TestFailClosedAndAuditUnavailable(t *testing.T) {
 func TestWebSocketUpgradePassthrough(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
-	conn, err := net.Dial("tcp", e.proxy.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nAuthorization: Bearer %s\r\n\r\n", e.token("a@example.com", nil))
-	br := bufio.NewReader(conn)
-	res, err := http.ReadResponse(br, nil)
-	if err != nil || res.StatusCode != 101 {
-		t.Fatalf("upgrade: %v %v", res, err)
+	conn, br, res := e.websocket("/ws")
+	if res.StatusCode != 101 {
+		t.Fatalf("upgrade: %v", res)
 	}
 	fmt.Fprintf(conn, "hello\n")
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -677,6 +677,17 @@ func TestHostileHeadersNeverReachUpstream(t *testing.T) {
 		"X-Forwarded-Prefix":     "/admin",
 		"X-Forwarded-Server":     "evil",
 		"Forwarded":              "for=6.6.6.6;host=evil",
+		"X-Forwarded":            "for=6.6.6.6",
+		"Client-IP":              "6.6.6.10",
+		"X-Host":                 "evil.example.com",
+		"X-Original-Host":        "evil2.example.com",
+		"X-ProxyUser-Ip":         "6.6.6.11",
+		"X-Remote-User":          "admin",
+		"Remote-User":            "admin2",
+		"X-Auth-Request-User":    "admin3",
+		"X-Auth-Request-Groups":  "Admins3",
+		"X-Authenticated-User":   "admin4",
+		"X-Forwarded-User":       "admin5",
 	}
 	for _, anon := range []bool{false, true} {
 		h := map[string]string{}
@@ -737,14 +748,29 @@ func TestTrustedProxyForwardedHostIsTheEvaluatedHost(t *testing.T) {
 func TestOnlyWebSocketUpgradesPass(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
-	for _, up := range []string{"h2c", "H2C", "websocket, h2c", "TLS/1.2", "foo"} {
-		r := e.raw("GET", "/healthz", map[string]string{"Upgrade": up, "Connection": "Upgrade, HTTP2-Settings", "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA"})
+	for _, c := range []struct {
+		up    string
+		extra map[string]string
+	}{
+		{"h2c", nil}, {"H2C", nil}, {"websocket, h2c", nil}, {"TLS/1.2", nil}, {"foo", nil},
+		// Half-formed WebSocket requests: no key, a short key, no or another version.
+		{"websocket", nil},
+		{"websocket", map[string]string{"Sec-WebSocket-Version": "13"}},
+		{"websocket", map[string]string{"Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "c2hvcnQ="}},
+		{"websocket", map[string]string{"Sec-WebSocket-Version": "8", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}},
+	} {
+		up := c.up
+		h := map[string]string{"Upgrade": up, "Connection": "Upgrade, HTTP2-Settings", "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA"}
+		for k, v := range c.extra {
+			h[k] = v
+		}
+		r := e.raw("GET", "/healthz", h)
 		if r.status != 200 || r.seen == nil {
 			t.Fatalf("Upgrade %q: status %d: %s", up, r.status, r.body)
 		}
-		h := http.Header(r.seen.Header)
-		if h.Get("Upgrade") != "" || h.Get("Http2-Settings") != "" || strings.Contains(strings.ToLower(h.Get("Connection")), "upgrade") {
-			t.Errorf("Upgrade %q reached the upstream: %v", up, r.seen.Header)
+		got := http.Header(r.seen.Header)
+		if got.Get("Upgrade") != "" || got.Get("Http2-Settings") != "" || strings.Contains(strings.ToLower(got.Get("Connection")), "upgrade") {
+			t.Errorf("Upgrade %q %v reached the upstream: %v", up, c.extra, r.seen.Header)
 		}
 	}
 }
@@ -766,7 +792,7 @@ func TestRefusedMethodsAndTargets(t *testing.T) {
 			continue
 		}
 		evs := e.sink.all()
-		if len(evs) != before+1 || evs[len(evs)-1].Reason != "bad_request" {
+		if len(evs) != before+1 || evs[len(evs)-1].Reason != "bad_request" || evs[len(evs)-1].Path != "/ws" {
 			t.Errorf("%s %s: audit %+v", c.method, c.target, evs[before:])
 		}
 	}
@@ -865,4 +891,41 @@ func (l *syncLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// websocket sends an authenticated WebSocket opening handshake for target
+// over a new connection (closed with the test) and reads the answer.
+func (e *env) websocket(target string) (net.Conn, *bufio.Reader, *http.Response) {
+	e.t.Helper()
+	conn, err := net.Dial("tcp", e.proxy.Listener.Addr().String())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer %s\r\n\r\n", target, e.token("a@example.com", nil))
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return conn, br, res
+}
+
+// An upstream that answers 101 without proving it read the WebSocket key
+// (a blind "switch" endpoint) gets no tunnel: 502, and nothing sent after
+// the request reaches it.
+func TestBlindUpgradeResponseIsRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	_, _, res := e.websocket("/ws?blind=1")
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 502 || !strings.Contains(string(b), "bad_gateway") {
+		t.Fatalf("blind 101: %d %s", res.StatusCode, b)
+	}
+	evs := e.sink.all()
+	if ev := evs[len(evs)-1]; ev.Status != 502 || ev.Reason != "bad_gateway" {
+		t.Fatalf("audit %+v", ev)
+	}
 }

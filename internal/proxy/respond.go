@@ -17,7 +17,7 @@ var messages = map[policy.Reason]string{
 	policy.ReasonUserInactive:      "access to this resource is denied",
 	policy.ReasonInsufficientScope: "the access token lacks a required scope",
 	policy.ReasonQuotaExceeded:     "request quota exceeded; retry later",
-	policy.ReasonBadRequest:        "the request path is not acceptable",
+	policy.ReasonBadRequest:        "the request is malformed or not accepted by the proxy (path, method, headers or body)",
 	policy.ReasonBadGateway:        "the upstream service is unreachable",
 	policy.ReasonGatewayTimeout:    "the upstream service timed out",
 	policy.ReasonUnavailable:       "the proxy cannot serve requests right now",

@@ -261,6 +261,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.main = &http.Server{
 		Handler:     s.handler,
 		ConnContext: proxy.ConnContext,
+		ConnState:   proxy.ConnState,
 		// "OPTIONS *" would otherwise be answered by net/http itself, with
 		// 200 and no audit event; the handler refuses it (400) and audits it.
 		DisableGeneralOptionsHandler: true,
