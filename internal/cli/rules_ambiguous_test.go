@@ -142,3 +142,46 @@ func TestRulesAmbiguousGroupName(t *testing.T) {
 		t.Fatalf("rules lint after the fix:\n%s", r.stdout)
 	}
 }
+
+// Rules bound by id to "Sales" and to Contractors, then renamed "SALES":
+// a token's group name grants only the group whose exact name it is, in
+// serve and in `rules test --groups` (which evaluates a shared name as a
+// token's claim would); before, "SALES" and "Sales" each passed the other
+// group's rule, as names compared case-insensitively.
+func TestBoundRuleSharedNameInTokens(t *testing.T) {
+	t.Parallel()
+	e := newDirEnv(t, "token")
+	org := e.org.Org()
+	if _, err := org.AddGroup(oktaorg.Group{ID: orgSalesID, Profile: oktaorg.GroupProfile{Name: "Sales"}}); err != nil {
+		t.Fatal(err)
+	}
+	e.sync()
+	mustRun(t, e.db, "rules", "add", "sales-only", "--path", "/sfid/**", "--allow", orgSalesID)
+	mustRun(t, e.db, "rules", "add", "contractors-only", "--path", "/ctid/**", "--allow", orgContractorsID)
+	if err := org.RenameGroup(orgContractorsID, "SALES"); err != nil {
+		t.Fatal(err)
+	}
+	e.sync()
+	sales := oktatest.Claims{Subject: "carol@example.com", Groups: []string{"Sales"}}
+	contractors := oktatest.Claims{Subject: "frank@example.com", Groups: []string{"SALES"}}
+	e.waitStatus("/sfid/x", contractors, 403) // once serve has the renamed directory
+	for _, c := range []struct {
+		path   string
+		claims oktatest.Claims
+		want   int
+	}{
+		{"/sfid/x", sales, 200}, {"/sfid/x", contractors, 403},
+		{"/ctid/x", contractors, 200}, {"/ctid/x", sales, 403},
+	} {
+		if got := e.status(c.path, c.claims); got != c.want {
+			t.Errorf("token groups %v on %s: %d, want %d", c.claims.Groups, c.path, got, c.want)
+		}
+	}
+	for _, c := range []struct{ groups, path, expect string }{
+		{"SALES", "/sfid/x", "deny"}, {"Sales", "/sfid/x", "allow"}, {"SALES", "/ctid/x", "allow"}, {"sales", "/ctid/x", "deny"},
+	} {
+		if r := run(t, e.db, nil, "rules", "test", "--path", c.path, "--groups", c.groups, "--expect", c.expect); r.code != 0 {
+			t.Errorf("rules test --groups %s %s: exit %d\n%s%s", c.groups, c.path, r.code, r.stdout, r.stderr)
+		}
+	}
+}

@@ -176,10 +176,18 @@ func (a *App) runRulesTest(ctx context.Context, o *ruleTestOptions) error {
 			res.Groups = append(res.Groups, g.Name)
 		}
 	case len(o.groups) > 0:
-		refs, _, err := st.ResolveGroups(ctx, splitList(o.groups))
+		names := splitList(o.groups)
+		refs, _, err := st.ResolveGroups(ctx, names)
 		var amb *store.AmbiguousGroupError
 		if errors.As(err, &amb) {
-			return usageErrorf("groups: %v", err)
+			// A name several synced groups share cannot be bound to one:
+			// evaluate the names as a token's groups claim carries them,
+			// exactly as serve would.
+			a.warnf("groups: %v; evaluated as a token's groups claim naming them", err)
+			refs, err = nil, nil
+			for _, n := range names {
+				refs = append(refs, policy.GroupRef{Name: n})
+			}
 		}
 		if err != nil {
 			return err

@@ -8,12 +8,13 @@ import "slices"
 // from AD may repeat an OKTA_GROUP's name), and a rule stored by name before
 // the sync cannot say which of them it meant.
 type Groups struct {
-	byName map[string][]string // foldKey(name) -> ids, sorted
+	byName  map[string][]string // foldKey(name) -> ids, sorted
+	byExact map[string]int      // exact name -> how many groups have it
 }
 
 // NewGroups indexes groups, each with its ID and current Name.
 func NewGroups(groups []GroupRef) *Groups {
-	g := &Groups{byName: make(map[string][]string, len(groups))}
+	g := &Groups{byName: make(map[string][]string, len(groups)), byExact: make(map[string]int, len(groups))}
 	for _, x := range groups {
 		if x.ID == "" {
 			continue
@@ -21,6 +22,7 @@ func NewGroups(groups []GroupRef) *Groups {
 		k := foldKey(x.Name)
 		if !slices.Contains(g.byName[k], x.ID) {
 			g.byName[k] = append(g.byName[k], x.ID)
+			g.byExact[x.Name]++
 		}
 	}
 	for _, ids := range g.byName {
@@ -39,10 +41,20 @@ func (g *Groups) Matching(name string) []string {
 }
 
 // Mark makes ref ambiguous (IsAmbiguous) when it has no id and its name
-// matches two or more groups, and unambiguous otherwise.
+// matches two or more groups, and unambiguous otherwise. A ref bound to an
+// id whose name other synced groups share ignoring case is marked so that a
+// token's group names grant it only by the exact name, or not at all when
+// the exact name is shared too: a token saying "SALES" must not be taken
+// for the group "Sales" when both exist.
 func (g *Groups) Mark(ref *GroupRef) {
-	ref.amb = nil
+	ref.amb, ref.nameMatch = nil, nameFold
 	if ref.ID != "" {
+		if g != nil && len(g.Matching(ref.Name)) > 1 {
+			ref.nameMatch = nameExact
+			if g.byExact[ref.Name] > 1 {
+				ref.nameMatch = nameNever
+			}
+		}
 		return
 	}
 	if ids := g.Matching(ref.Name); len(ids) > 1 {
@@ -75,4 +87,20 @@ func (g GroupRef) AmbiguousIDs() []string {
 		return nil
 	}
 	return *g.amb
+}
+
+// TokenNameGrants reports whether a caller group known only by its name (a
+// token's groups claim) is in the group ref names, as an allow or a quota
+// reads it: see Groups.Mark.
+func (g GroupRef) TokenNameGrants(name string) bool {
+	if g.IsAmbiguous() || name == "" || g.Name == "" {
+		return false
+	}
+	switch g.nameMatch {
+	case nameExact:
+		return name == g.Name
+	case nameNever:
+		return false
+	}
+	return foldKey(name) == foldKey(g.Name)
 }

@@ -92,7 +92,57 @@ func TestAmbiguousName(t *testing.T) {
 		t.Error("a bound ref is never ambiguous")
 	}
 	dir.Mark(&bound)
-	if bound != (GroupRef{ID: "00gsales", Name: "Sales"}) {
+	if bound.IsAmbiguous() || bound.ID != "00gsales" || bound.Name != "Sales" {
 		t.Error("a bound ref is never ambiguous")
+	}
+}
+
+// TestBoundRefSharedName: rules bound by id to "Sales" and to "SALES" (two
+// synced groups whose names differ only in case), and callers known only by
+// a token's group names. A token name grants a bound group only by its exact
+// name, or not at all when the exact name is shared too ("Ops" twice); a
+// deny still compares names case-insensitively, so a shared name is denied
+// rather than let through.
+func TestBoundRefSharedName(t *testing.T) {
+	t.Parallel()
+	dir := NewGroups([]GroupRef{{ID: "00gsales", Name: "Sales"}, {ID: "00gcontractors", Name: "SALES"},
+		{ID: "00gops1", Name: "Ops"}, {ID: "00gops2", Name: "Ops"}, {ID: "00gfin", Name: "Finance"}})
+	rules := []Rule{
+		{Name: "sales", Path: "/sales/**", Allow: []GroupRef{{ID: "00gsales", Name: "Sales"}}},
+		{Name: "contractors", Path: "/contractors/**", Allow: []GroupRef{{ID: "00gcontractors", Name: "SALES"}}},
+		{Name: "ops", Path: "/ops/**", Allow: []GroupRef{{ID: "00gops1", Name: "Ops"}}},
+		{Name: "finance", Path: "/finance/**", Allow: []GroupRef{{ID: "00gfin", Name: "Finance"}}},
+		{Name: "no-contractors", Path: "/sales/secret", Deny: []GroupRef{{ID: "00gcontractors", Name: "SALES"}}},
+	}
+	dir.MarkRules(rules)
+	p := mustCompile(t, rules...)
+	for _, tc := range []struct {
+		path   string
+		token  string
+		effect Effect
+	}{
+		{"/sales/x", "Sales", Allow},
+		{"/sales/x", "SALES", Deny}, // the other group: never the cross-group grant
+		{"/sales/x", "sales", Deny}, // neither exact name: which group is unknown
+		{"/contractors/x", "SALES", Allow},
+		{"/contractors/x", "Sales", Deny},
+		{"/ops/x", "Ops", Deny},          // two groups named exactly "Ops"
+		{"/finance/x", "FINANCE", Allow}, // an unshared name still compares case-insensitively
+		{"/sales/secret", "Sales", Deny}, // the deny reads names case-insensitively: shared means denied
+	} {
+		if d := p.Decide(get(tc.path), tokenCaller(tc.token)); d.Effect != tc.effect {
+			t.Errorf("token group %q on %s: %s, want %s", tc.token, tc.path, d.Effect, tc.effect)
+		}
+		ref := rules[0].Allow[0]
+		if tc.path == "/sales/x" && ref.TokenNameGrants(tc.token) != (tc.effect == Allow) {
+			t.Errorf("TokenNameGrants(%q) disagrees with Decide", tc.token)
+		}
+	}
+	// Directory callers match by id as ever.
+	if d := p.Decide(get("/sales/x"), NewCaller("d", []GroupRef{{ID: "00gsales", Name: "Sales"}}, nil)); d.Effect != Allow {
+		t.Errorf("directory caller: %+v", d)
+	}
+	if d := p.Decide(get("/ops/x"), NewCaller("d", []GroupRef{{ID: "00gops1", Name: "Ops"}}, nil)); d.Effect != Allow {
+		t.Errorf("directory caller of ops1: %+v", d)
 	}
 }

@@ -22,6 +22,7 @@ type Caller struct {
 	ids       map[string]struct{}
 	names     map[string]struct{}
 	nameOnly  map[string]struct{}
+	exactOnly map[string]struct{} // exact names of groups without an id
 	scopesSet map[string]struct{}
 }
 
@@ -35,6 +36,7 @@ func NewCaller(subject string, groups []GroupRef, scopes []string) *Caller {
 		ids:       make(map[string]struct{}, len(groups)),
 		names:     make(map[string]struct{}, len(groups)),
 		nameOnly:  make(map[string]struct{}),
+		exactOnly: make(map[string]struct{}),
 		scopesSet: make(map[string]struct{}, len(scopes)),
 	}
 	for _, g := range groups {
@@ -46,6 +48,7 @@ func NewCaller(subject string, groups []GroupRef, scopes []string) *Caller {
 			c.names[k] = struct{}{}
 			if g.ID == "" {
 				c.nameOnly[k] = struct{}{}
+				c.exactOnly[g.Name] = struct{}{}
 			}
 		}
 	}
@@ -104,14 +107,16 @@ func (c *Caller) InGroup(g GroupRef) bool {
 
 // groupKey is a GroupRef prepared for matching at Compile time.
 type groupKey struct {
-	id   string
-	fold string   // foldKey(Name)
-	name string   // for DeniedGroup
-	amb  []string // GroupRef.AmbiguousIDs of an id-less ref naming several groups
+	id        string
+	fold      string   // foldKey(Name)
+	exact     string   // Name
+	name      string   // for DeniedGroup
+	amb       []string // GroupRef.AmbiguousIDs of an id-less ref naming several groups
+	nameMatch uint8    // GroupRef.nameMatch
 }
 
 func newGroupKey(g GroupRef) groupKey {
-	return groupKey{id: g.ID, fold: foldKey(g.Name), name: g.String(), amb: g.AmbiguousIDs()}
+	return groupKey{id: g.ID, fold: foldKey(g.Name), exact: g.Name, name: g.String(), amb: g.AmbiguousIDs(), nameMatch: g.nameMatch}
 }
 
 // inRef is membership as an allow list (or a quota) reads it: an ambiguous
@@ -120,7 +125,7 @@ func (c *Caller) inRef(k groupKey) bool {
 	if c == nil || k.amb != nil {
 		return false
 	}
-	return c.inKey(k)
+	return c.inKey(k, true)
 }
 
 // inAny is membership as a deny list reads it: an ambiguous name matches a
@@ -134,16 +139,28 @@ func (c *Caller) inAny(k groupKey) bool {
 			return true
 		}
 	}
-	return c.inKey(k)
+	return c.inKey(k, false)
 }
 
-func (c *Caller) inKey(k groupKey) bool {
+// inKey: grant is true for an allow or quota, which a token's group name
+// meets only as Groups.Mark allows; a deny compares names case-insensitively
+// always, so a shared name denies rather than escapes.
+func (c *Caller) inKey(k groupKey, grant bool) bool {
 	if k.id != "" {
 		if _, ok := c.ids[k.id]; ok {
 			return true
 		}
 		if k.fold == "" {
 			return false
+		}
+		if grant {
+			switch k.nameMatch {
+			case nameExact:
+				_, ok := c.exactOnly[k.exact]
+				return ok
+			case nameNever:
+				return false
+			}
 		}
 		_, ok := c.nameOnly[k.fold]
 		return ok

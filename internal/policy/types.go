@@ -28,7 +28,20 @@ type GroupRef struct {
 	// rules are loaded, never stored or serialised; a pointer keeps GroupRef
 	// comparable.
 	amb *[]string
+	// nameMatch, set only by Groups.Mark on a ref bound to an ID whose
+	// name another synced group shares ignoring case ("Sales" and "SALES"),
+	// says how a caller group known only by name (a token's claim) may match
+	// it as an allow or a quota: by the exact name (nameExact), or not at all
+	// when even the exact name is shared (nameNever). Zero: by name compared
+	// case-insensitively. A deny still matches case-insensitively.
+	nameMatch uint8
 }
+
+const (
+	nameFold  uint8 = iota // the default
+	nameExact              // the folded name is shared, the exact one is not
+	nameNever              // the exact name is shared too
+)
 
 // Rule is one access rule as stored and as shown to users.
 type Rule struct {

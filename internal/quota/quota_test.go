@@ -75,11 +75,20 @@ func TestInGroupAgreesWithPolicy(t *testing.T) {
 	}
 	// A name two synced groups share applies to nobody.
 	amb := policy.GroupRef{Name: "finance"}
-	policy.NewGroups([]policy.GroupRef{{ID: "00gfin00000000000000", Name: "Finance"}, {ID: "00gother000000000000", Name: "FINANCE"}}).Mark(&amb)
+	shared := policy.NewGroups([]policy.GroupRef{{ID: "00gfin00000000000000", Name: "Finance"}, {ID: "00gother000000000000", Name: "FINANCE"}})
+	shared.Mark(&amb)
 	refs = append(refs, amb)
+	// Bound refs whose names the two groups share ignoring case: a token's
+	// name meets them only exactly.
+	b1, b2 := policy.GroupRef{ID: "00gfin00000000000000", Name: "Finance"}, policy.GroupRef{ID: "00gother000000000000", Name: "FINANCE"}
+	shared.Mark(&b1)
+	shared.Mark(&b2)
+	refs = append(refs, b1, b2)
 	callers := [][]policy.GroupRef{
 		nil,
 		{{Name: "FINANCE"}},
+		{{Name: "Finance"}},
+		{{Name: "finance"}},
 		{{ID: "00gfin00000000000000", Name: "Finance"}},
 		{{ID: "00gother000000000000", Name: "Renamed"}},
 		{{ID: "00gx0000000000000000", Name: "Finance"}},

@@ -91,7 +91,7 @@ func inGroup(groups []policy.GroupRef, ref policy.GroupRef) bool {
 			if g.ID == ref.ID {
 				return true
 			}
-			if g.ID == "" && ref.Name != "" && g.Name != "" && strings.EqualFold(g.Name, ref.Name) {
+			if g.ID == "" && ref.TokenNameGrants(g.Name) {
 				return true
 			}
 			continue

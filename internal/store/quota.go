@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -134,10 +133,10 @@ func (s *Store) LoadQuotas(ctx context.Context) (*quota.Loaded, error) {
 		if l.Quotas, err = listQuotas(ctx, tx, ""); err != nil {
 			return err
 		}
-		if !slices.ContainsFunc(l.Quotas, func(q quota.Quota) bool { return isUnbound(q.Group) }) {
+		if len(l.Quotas) == 0 {
 			return nil
 		}
-		gs, err := groupIndex(ctx, tx)
+		gs, err := groupIndex(ctx, tx) // bound groups too: see LoadSnapshot
 		if err != nil {
 			return err
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -105,8 +104,6 @@ func resolveGroups(ctx context.Context, q querier, refs []string) ([]policy.Grou
 	}
 	return out, unknown, nil
 }
-
-func isUnbound(g policy.GroupRef) bool { return g.ID == "" }
 
 // groupIndex indexes the synced groups by name, so that rules and quotas
 // loaded for evaluation can mark the names several groups share
@@ -423,14 +420,12 @@ func (s *Store) LoadSnapshot(ctx context.Context) (*Snapshot, error) {
 			return err
 		}
 		snap.Rules = make([]policy.Rule, len(rs))
-		unbound := false
 		for i, r := range rs {
 			snap.Rules[i] = r.Rule
-			unbound = unbound || slices.ContainsFunc(r.Allow, isUnbound) || slices.ContainsFunc(r.Deny, isUnbound)
 		}
-		if !unbound {
-			return nil
-		}
+		// Every ref is marked, bound ones too: a bound group whose name
+		// another synced group shares ignoring case is granted to a token's
+		// group name only by the exact name (policy.Groups.Mark).
 		gs, err := groupIndex(ctx, tx)
 		if err != nil {
 			return err
