@@ -611,14 +611,15 @@ func TestAuditQueryGroupByID(t *testing.T) {
 	insertAudit(t, db,
 		ev("old-name", 10*time.Minute, nil),
 		ev("new-name", 5*time.Minute, func(e *audit.Event) { e.Groups = []string{"Finance EMEA"} }),
+		ev("lower", 6*time.Minute, func(e *audit.Event) { e.Groups = []string{"finance emea"} }),
 		ev("other", 7*time.Minute, func(e *audit.Event) { e.Groups = []string{"Developers"} }),
 		ev("by-id", 8*time.Minute, func(e *audit.Event) { e.Groups = []string{"00gFinance0000000003"} }),
 	)
 	for group, want := range map[string][]string{
-		"00gFinance0000000003": {"new-name", "by-id", "old-name"},
+		"00gFinance0000000003": {"new-name", "lower", "by-id", "old-name"}, // a token's spelling in another case too
 		"00gDevelopers0000002": {"other"},
 		"00gUnknown0000000009": nil,
-		"Finance EMEA":         {"new-name"},
+		"Finance EMEA":         {"new-name", "lower"},
 	} {
 		r := mustRun(t, db, "audit", "query", "--group", group, "-o", "json")
 		if got := requestIDs(t, r.stdout); !slices.Equal(got, want) {

@@ -115,11 +115,14 @@ func (s *Store) groupSpellings(ctx context.Context, name string) ([]string, erro
 		variants = append(variants, strings.ToUpper(string(r))+strings.ToLower(name[size:]))
 	}
 	var out []string
-	err := s.pool.QueryRow(ctx, `SELECT array_agg(DISTINCT n) FROM (
+	// Names found by id get the same case variants as a typed name: a
+	// token may spell the group in another case (--group NAME ignores case).
+	err := s.pool.QueryRow(ctx, `SELECT array_agg(DISTINCT v) FROM (
 		SELECT unnest($2::text[]) AS n
 		UNION SELECT name FROM okta_groups WHERE lower(name) = lower($1) OR id = $1
 		UNION SELECT group_name FROM rule_groups WHERE lower(group_name) = lower($1) OR group_id = $1
-		UNION SELECT group_name FROM quotas WHERE group_id = $1) s`, name, variants).Scan(&out)
+		UNION SELECT group_name FROM quotas WHERE group_id = $1) s,
+		unnest(ARRAY[n, lower(n), upper(n), initcap(n), upper(left(n, 1)) || lower(substr(n, 2))]) AS v`, name, variants).Scan(&out)
 	if err != nil {
 		return nil, fmt.Errorf("resolve group %q: %w", name, err)
 	}
