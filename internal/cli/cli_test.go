@@ -237,6 +237,12 @@ func TestRulesCLIBadInput(t *testing.T) {
 		{[]string{"rules", "test", "--path", "/a", "--expect", "maybe"}, "expect"},
 		{[]string{"rules", "test", "--path", "/a", "--user", "u", "--groups", "g"}, "alternatives"},
 		{[]string{"rules", "test", "--path", "/a", "--user", "ghost@example.com"}, "user"},
+		// Empty values (unset variables in CI) would test an anonymous caller or check nothing.
+		{[]string{"rules", "test", "--path", "/a", "--user", ""}, "user"},
+		{[]string{"rules", "test", "--path", "/a", "--groups", ""}, "groups"},
+		{[]string{"rules", "test", "--path", "/a", "--groups", "A", "--expect", ""}, "expect"},
+		{[]string{"rules", "test", "--path", "/a", "--token", " "}, "token"},
+		{[]string{"rules", "history", ""}, "name"},
 		{[]string{"migrate", "up", "extra"}, "no arguments"},
 		{[]string{"nosuchcommand"}, "unknown command"},
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -55,6 +56,9 @@ has ever had is refused (exit 2). A version marked
 			name := ""
 			if len(args) == 1 {
 				name = args[0]
+				if strings.TrimSpace(name) == "" {
+					return usageErrorf("name: empty rule or quota name (leave it out for the whole history)")
+				}
 			}
 			st, err := a.openStore(cmd.Context())
 			if err != nil {

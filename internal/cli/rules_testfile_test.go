@@ -212,6 +212,11 @@ func TestRulesTestFileStrictness(t *testing.T) {
   - {name: billing, path: /billing/x, expect: deny}
   - {name: health, path: /healthz, method: HEAD, expect: allow}
 `, `6: case "health": name: "health" is also the name of the case on line 4`},
+		// An empty caller value would make the caller anonymous or scope-less.
+		{head + "cases:\n  - {name: a, path: /billing/x, expect: deny, caller: {user: \"\"}}\n", "caller.user: is empty"},
+		{head + "cases:\n  - {name: a, path: /billing/x, expect: deny, caller: {groups: [\"\"]}}\n", "caller.groups: holds an empty group name"},
+		{head + "cases:\n  - {name: a, path: /billing/x, expect: deny, caller: {groups: []}}\n", "caller.groups: holds an empty group name, or none"},
+		{head + "cases:\n  - {name: a, path: /me, expect: deny, caller: {scopes: [\" \"]}}\n", "caller.scopes: holds an empty scope"},
 	} {
 		f := writeFile(t, "cases.yaml", c.file)
 		r := run(t, "", nil, "rules", "test", "--file", f, "--policy", pol)

@@ -64,7 +64,17 @@ func (a *App) rulesTest() *cobra.Command {
   okproxy rules test --path /billing/x --user alice@example.com --expect allow
   okproxy rules test --path /healthz                       # anonymous caller`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.runRulesTest(cmd.Context(), &o) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// An empty --user, --groups, --token or --expect (an unset
+			// variable in CI) would test an anonymous caller, or check
+			// nothing, and pass for the wrong reason.
+			for _, f := range []string{"user", "groups", "token", "expect", "scope"} {
+				if fl := cmd.Flags().Lookup(f); fl != nil && fl.Changed && strings.Trim(strings.TrimSpace(fl.Value.String()), "[]") == "" {
+					return usageErrorf("%s: --%s is empty", f, f)
+				}
+			}
+			return a.runRulesTest(cmd.Context(), &o)
+		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.method, "method", "GET", "HTTP method")

@@ -154,13 +154,24 @@ func (d *decoder) testCase(n *yaml.Node, i int) Case {
 				return
 			}
 			d.mapping(v, obj, callerFieldNames, func(ck string, _, cv *yaml.Node) {
+				// An empty user, group or scope (a template that rendered
+				// nothing) would quietly make the caller anonymous or
+				// scope-less, and the case pass for the wrong reason.
 				switch ck {
 				case "user":
-					c.Caller.User = d.str(cv, obj, "caller."+ck)
+					if c.Caller.User = d.str(cv, obj, "caller."+ck); strings.TrimSpace(c.Caller.User) == "" {
+						d.addf(cv, obj, "caller.user", "is empty; leave it out (or write anonymous: true) for an anonymous caller")
+					}
 				case "groups":
 					c.Caller.Groups = d.strList(cv, obj, "caller."+ck)
+					if len(c.Caller.Groups) == 0 || slices.ContainsFunc(c.Caller.Groups, func(g string) bool { return strings.TrimSpace(g) == "" }) {
+						d.addf(cv, obj, "caller.groups", "holds an empty group name, or none")
+					}
 				case "scopes":
 					c.Caller.Scopes = d.strList(cv, obj, "caller."+ck)
+					if len(c.Caller.Scopes) == 0 || slices.ContainsFunc(c.Caller.Scopes, func(g string) bool { return strings.TrimSpace(g) == "" }) {
+						d.addf(cv, obj, "caller.scopes", "holds an empty scope, or none")
+					}
 				case "anonymous":
 					c.Caller.Anonymous = d.boolean(cv, obj, "caller."+ck)
 				}
