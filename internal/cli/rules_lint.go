@@ -23,8 +23,9 @@ func (a *App) rulesLint() *cobra.Command {
   deleted-group          a bound group that is gone from Okta (or from the sync)
   never-grants           a rule whose allow groups are all gone or ambiguous, or all
                          denied by a deny rule on the same or a wider route
-  regex-like-path        a path pattern that reads like a regular expression; patterns
-                         are literal apart from * and **, so it matches only that text
+  regex-like-path        a path pattern that reads like a regular expression or a
+                         {template}; patterns are literal apart from * and **, so it
+                         matches only that text
   duplicate              rules identical apart from their names
   public-overlaps-deny   a deny rule on requests a public rule admits (anonymous callers
                          are in no group, so the deny cannot stop them)

@@ -342,14 +342,18 @@ func (l *linter) regexLike() []Finding {
 	var out []Finding
 	for _, r := range l.rules {
 		p := r.Path
-		if !(strings.ContainsAny(p, "()|[]^$") || strings.Contains(p, ".*") || strings.Contains(p, ".+")) {
+		// "$" only at the end and "^" only at the start of a segment: a
+		// literal "/v1/$metadata" (OData) is a path, not an anchor. "{id}"
+		// is a path template, which never matches literally either.
+		if !(strings.ContainsAny(p, "()|[]{}") || strings.Contains(p, ".*") || strings.Contains(p, ".+") ||
+			strings.HasSuffix(p, "$") || strings.Contains(p, "/^")) {
 			continue
 		}
 		out = append(out, Finding{
 			Check: RegexLike, Severity: Warning, Rules: []string{r.Name},
-			Message: fmt.Sprintf("rule %q has the path pattern %q, which looks like a regular expression; patterns are literal apart from * and **, "+
+			Message: fmt.Sprintf("rule %q has the path pattern %q, which looks like a regular expression or a path template; patterns are literal apart from * and **, "+
 				"so it matches only a path spelled exactly like that", r.Name, p),
-			Fix: "Write one rule per literal path, or use * (one segment) and a trailing ** (any depth): /admin/(users|groups) becomes /admin/users and /admin/groups, or /admin/*.",
+			Fix: "Write one rule per literal path, or use * (one segment) and a trailing ** (any depth): /admin/(users|groups) becomes /admin/users and /admin/groups, or /admin/*; /users/{id} becomes /users/*.",
 		})
 	}
 	return out

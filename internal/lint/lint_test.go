@@ -272,10 +272,12 @@ func TestMistypedIDCase(t *testing.T) {
 func TestRegexLikePath(t *testing.T) {
 	t.Parallel()
 	in := clean()
-	for i, p := range []string{"/admin/(users|groups)", "/v[0-9]/x", "/files/.*", "/a/^b$"} {
+	for i, p := range []string{"/admin/(users|groups)", "/v[0-9]/x", "/files/.*", "/a/^b$", "/users/{id}"} {
 		in.Rules = append(in.Rules, mkRule(policy.Rule{Name: fmt.Sprintf("re%d", i), Path: p, Deny: []policy.GroupRef{finance}}))
 	}
-	in.Rules = append(in.Rules, mkRule(policy.Rule{Name: "plain", Path: "/files/a+b/*", Deny: []policy.GroupRef{finance}}))
+	in.Rules = append(in.Rules, mkRule(policy.Rule{Name: "plain", Path: "/files/a+b/*", Deny: []policy.GroupRef{finance}}),
+		mkRule(policy.Rule{Name: "odata", Path: "/v1/$metadata", Deny: []policy.GroupRef{finance}}),
+		mkRule(policy.Rule{Name: "price", Path: "/price/$5/x", Deny: []policy.GroupRef{finance}}))
 	fs := Run(in)
 	var got []string
 	for _, f := range fs {
@@ -286,7 +288,7 @@ func TestRegexLikePath(t *testing.T) {
 			got = append(got, f.Rules...)
 		}
 	}
-	if !slices.Equal(got, []string{"re0", "re1", "re2", "re3"}) || !Failed(fs) {
+	if !slices.Equal(got, []string{"re0", "re1", "re2", "re3", "re4"}) || !Failed(fs) {
 		t.Fatalf("regex-like findings for %v", got)
 	}
 }
