@@ -194,11 +194,12 @@ func (a *App) runGroupsSync(cmd *cobra.Command, syncer *okta.Syncer, o *groupsSy
 	return fmt.Errorf("groups sync failed, nothing was written: %w", runErr)
 }
 
-// redactURLIn hides the user information (user:password@) of the URL raw,
-// as typed, wherever msg quotes it, whole or as net/url's Redacted form
-// (which keeps the user name, itself a secret when it holds a token). It
-// does not depend on raw being a valid URL: everything between "://" (or
-// the start) and the last "@" before any "?" or "#" is hidden.
+// redactURLIn hides the user information (user:password@), the query and
+// the fragment of the URL raw, as typed, wherever msg quotes it, whole or as
+// net/url's Redacted form (which keeps the user name, itself a secret when
+// it holds a token). It does not depend on raw being a valid URL: everything
+// between "://" (or the start) and the last "@" before any "?" or "#" is
+// hidden, and everything after that "?" or "#".
 func redactURLIn(msg, raw string) string {
 	start := 0
 	if i := strings.Index(raw, "://"); i >= 0 {
@@ -208,11 +209,20 @@ func redactURLIn(msg, raw string) string {
 	if i := strings.IndexAny(raw[start:], "?#"); i >= 0 {
 		end = start + i
 	}
-	at := strings.LastIndex(raw[start:end], "@")
-	if at < 0 {
+	// The query and fragment go too: an org URL has none, so whatever is
+	// there (?token=…) was pasted by mistake and may be a secret.
+	rest := raw[start:end]
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		rest = "***" + rest[at:]
+	}
+	tail := ""
+	if end < len(raw) {
+		tail = raw[end:end+1] + "***"
+	}
+	safe := raw[:start] + rest + tail
+	if safe == raw {
 		return msg
 	}
-	safe := raw[:start] + "***" + raw[start+at:]
 	forms := []string{raw}
 	if u, err := url.Parse(raw); err == nil {
 		forms = append(forms, u.Redacted(), u.String())

@@ -265,6 +265,9 @@ func TestGroupsSyncOrgURLSecretNeverPrinted(t *testing.T) {
 		"user:SECRETPW@example.okta.com",
 		"https://us/er:SECRETPW@example.okta.com",
 		"https://user:SECRET\"PW@example.okta.com",
+		"https://example.okta.com?token=SECRETPW",
+		"https://u:SECRETPW@example.okta.com/x?token=SECRETQ",
+		"https://example.okta.com/#SECRETPW",
 	} {
 		for _, viaEnv := range []bool{false, true} {
 			env := map[string]string{"OKTA_API_TOKEN": cliOktaToken}
