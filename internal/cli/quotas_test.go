@@ -48,7 +48,7 @@ func TestQuotasCLIEndToEnd(t *testing.T) {
 	if y := mustRun(t, db, "quotas", "show", "team", "-o", "yaml").stdout; !strings.Contains(y, "window: 1d") || !strings.Contains(y, "- POST") {
 		t.Fatalf("yaml show:\n%s", y)
 	}
-	if s := mustRun(t, db, "quotas", "show", "dev-tier").stdout; !strings.Contains(s, "(epoch-aligned)") || !strings.Contains(s, "not in synced directory") {
+	if s := mustRun(t, db, "quotas", "show", "dev-tier").stdout; !strings.Contains(s, "(epoch-aligned)") || !strings.Contains(s, "by name only, not bound to a synced group") {
 		t.Fatalf("show:\n%s", s)
 	}
 

@@ -331,7 +331,7 @@ func refsDetail(refs []policy.GroupRef) string {
 		if g.ID != "" && g.ID != g.Name {
 			s[i] = g.Name + " (" + g.ID + ")"
 		} else if g.ID == "" {
-			s[i] = g.Name + " (not in synced directory)"
+			s[i] = g.Name + " (by name only, not bound to a synced group: see rules lint)"
 		} else {
 			s[i] = g.Name
 		}
