@@ -50,6 +50,8 @@ func TestUnknownSubcommandIsUsageError(t *testing.T) {
 		{[]string{"rules"}, "okproxy rules needs a subcommand"},
 		{[]string{"audit"}, "okproxy audit needs a subcommand"},
 		{nil, "okproxy needs a subcommand"},
+		{[]string{"help", "nosuch"}, `help: unknown command "nosuch"`},
+		{[]string{"help", "rules", "lnt"}, `help: unknown command "rules lnt"`},
 	}
 	for _, c := range cases {
 		r := run(t, "", nil, c.args...)

@@ -141,6 +141,20 @@ and records every decision in an audit trail kept in PostgreSQL.`,
 	root.AddCommand(a.quotasCommand())
 	root.AddCommand(a.completionCommand())
 	root.AddCommand(a.auditCommand())
+	root.SetHelpCommand(&cobra.Command{
+		Use:     "help [command]",
+		Short:   "Help about any command",
+		Example: `  okproxy help rules add`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target, rest, err := cmd.Root().Find(args)
+			if err != nil || target == nil || len(rest) > 0 {
+				// cobra's own help prints "Unknown help topic" and exits 0.
+				return usageErrorf("help: unknown command %q (see okproxy --help)", strings.Join(args, " "))
+			}
+			target.InitDefaultHelpFlag()
+			return target.Help()
+		},
+	})
 	requireSubcommands(root)
 	markRuntimeErrors(root)
 	return root
