@@ -26,16 +26,20 @@ func Parse(s string) (time.Duration, error) {
 	if i := strings.IndexByte(s, 'd'); i >= 0 {
 		// Days are a decimal number, fractions included, as Go reads
 		// hours: 1.5d is 36h just as 1.5h is 90m.
-		whole, frac, hasFrac := strings.Cut(strings.TrimPrefix(s[:i], "+"), ".")
-		if !digits(whole) || hasFrac && !digits(frac) {
+		// ".5d" and "1.d" as Go reads ".5h" and "1.h"; not "d" or ".d".
+		whole, frac, _ := strings.Cut(strings.TrimPrefix(s[:i], "+"), ".")
+		if whole == "" && frac == "" || whole != "" && !digits(whole) || frac != "" && !digits(frac) {
 			return 0, bad
 		}
-		n, err := strconv.ParseInt(whole, 10, 32)
-		if err != nil || n > MaxDays {
-			return 0, tooLong // all digits: only too many of them fail
+		var n int64
+		if whole != "" {
+			var err error
+			if n, err = strconv.ParseInt(whole, 10, 32); err != nil || n > MaxDays {
+				return 0, tooLong // all digits: only too many of them fail
+			}
 		}
 		days = time.Duration(n) * 24 * time.Hour
-		if hasFrac {
+		if frac != "" {
 			h, err := time.ParseDuration("0." + frac + "h") // under an hour, exact to the nanosecond
 			if err != nil {
 				return 0, bad
