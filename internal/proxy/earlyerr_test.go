@@ -136,3 +136,24 @@ func TestWatchConnStates(t *testing.T) {
 		t.Fatal("the query string reached the audit event")
 	}
 }
+
+// A refused target is audited as its path: no query, fragment, user
+// information or host.
+func TestTargetForLog(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"/a/%zz?token=SECRET":                  "/a/%zz",
+		"/a#SECRET":                            "/a",
+		"http://alice:SECRET@x/e7/abs":         "/e7/abs",
+		"http://alice:SECRET@x":                "/",
+		"https://x/p?q=SECRET":                 "/p",
+		"alice:SECRET@host:443":                "host:443",
+		"*":                                    "*",
+		"http://x/a\x00b":                      "/a%00b",
+		"HTTP://alice:SECRET@x/%zz?t=1#SECRET": "/%zz",
+	} {
+		if got := targetForLog(in); got != want || strings.Contains(got, "SECRET") {
+			t.Errorf("targetForLog(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

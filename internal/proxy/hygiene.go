@@ -168,6 +168,19 @@ func rawPath(requestURI string) (string, bool) {
 func targetForLog(uri string) string {
 	uri, _, _ = strings.Cut(uri, "?")
 	uri, _, _ = strings.Cut(uri, "#")
+	if !strings.HasPrefix(uri, "/") {
+		// Absolute form: the path alone, never the user:password@ or the
+		// host; authority form: nothing before an "@".
+		if i := strings.Index(uri, "://"); i >= 0 {
+			rest := uri[i+3:]
+			uri = "/"
+			if j := strings.IndexByte(rest, '/'); j >= 0 {
+				uri = rest[j:]
+			}
+		} else if i := strings.LastIndexByte(uri, '@'); i >= 0 {
+			uri = uri[i+1:]
+		}
+	}
 	return safeLogPath(uri)
 }
 
