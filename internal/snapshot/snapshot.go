@@ -122,7 +122,12 @@ func (w *Watcher) Load(ctx context.Context) error {
 		if err != nil {
 			return w.fail(fmt.Errorf("load directory: %w", err))
 		}
-		next.Directory, next.DirectoryVersion = d, d.Version
+		// The version read before the rules were loaded, not d.Version: the
+		// rules were marked against the directory of their own transaction
+		// (shared group names, store.LoadSnapshot), and a sync that commits
+		// between the two loads must trigger another reload, which it does
+		// only while the recorded version is older than the database's.
+		next.Directory, next.DirectoryVersion = d, dv
 	}
 	w.current.Store(next)
 	w.cfg.Logger.Info("snapshot loaded", "policy_version", next.PolicyVersion, "directory_version", next.DirectoryVersion,

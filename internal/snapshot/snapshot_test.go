@@ -25,6 +25,9 @@ type memSource struct {
 	ruleLoads  int
 	dirLoads   int
 	groupNames map[string]string // directory renames, applied to rule refs by id
+	// syncBetween makes the next LoadDirectory see a newer directory than
+	// the LoadRules before it.
+	syncBetween bool
 }
 
 func (m *memSource) Versions(context.Context) (int64, int64, error) {
@@ -57,6 +60,11 @@ func (m *memSource) LoadDirectory(context.Context) (*directory.Directory, error)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.dirLoads++
+	if m.syncBetween {
+		// A sync commits after the rules were loaded, before the directory.
+		m.syncBetween = false
+		m.dv++
+	}
 	return directory.New(m.dv, true, nil), nil
 }
 
@@ -151,5 +159,29 @@ func TestWatcherWarnsOfAmbiguousNames(t *testing.T) {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("log:\n%s\nwant %s", log.String(), want)
 		}
+	}
+}
+
+// A sync that commits between loading the rules (marked against the
+// directory of their transaction) and loading the directory must not leave
+// the rules marked against the older directory: the snapshot records the
+// directory version read before the rules, so the next check reloads both.
+func TestWatcherReloadsAfterASyncBetweenLoads(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src := &memSource{pv: 1, dv: 1, rules: []policy.Rule{rule("fin", "Finance")}, groupNames: map[string]string{}, syncBetween: true}
+	w := New(Config{Source: src})
+	if err := w.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if src.ruleLoads != 2 || w.Current().DirectoryVersion != 2 {
+		t.Fatalf("rule loads %d, directory version %d: the rules were not reloaded against the newer directory", src.ruleLoads, w.Current().DirectoryVersion)
+	}
+	w.Load(ctx)
+	if src.ruleLoads != 2 {
+		t.Fatalf("rule loads %d after nothing changed", src.ruleLoads)
 	}
 }
