@@ -185,3 +185,28 @@ func TestBoundRuleSharedNameInTokens(t *testing.T) {
 		}
 	}
 }
+
+// Group names resolve as serve compares them (policy.FoldName), in rules
+// add, rules apply and the sync alike: "Kelvin" spelled with the Kelvin sign
+// (U+212A) and with an ASCII K are the same name ignoring case, so "kelvin"
+// is ambiguous everywhere. The database's lower() under a C collation folds
+// ASCII only and bound rules add to the ASCII group silently.
+func TestGroupNamesFoldAsServeFolds(t *testing.T) {
+	t.Parallel()
+	e := newDirEnv(t, "token")
+	org := e.org.Org()
+	for id, name := range map[string]string{"00gKelvinAscii0000001": "Kelvin", "00gKelvinSign00000002": "\u212Aelvin"} {
+		if _, err := org.AddGroup(oktaorg.Group{ID: id, Profile: oktaorg.GroupProfile{Name: name}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.sync()
+	if r := run(t, e.db, nil, "rules", "add", "k", "--path", "/k", "--allow", "kelvin"); r.code != ExitUsage || !strings.Contains(r.stderr, "matches 2 synced groups") {
+		t.Fatalf("rules add --allow kelvin: %+v", r)
+	}
+	file := filepath.Join(t.TempDir(), "p.yaml")
+	os.WriteFile(file, []byte("apiVersion: okproxy/v1\nkind: Policy\nrules:\n  - {name: k, path: /k, allow: [kelvin]}\n"), 0o644)
+	if r := run(t, e.db, nil, "rules", "apply", "-f", file); r.code != ExitUsage || !strings.Contains(r.stderr, "matches 2 synced groups") {
+		t.Fatalf("rules apply allow: [kelvin]: %+v", r)
+	}
+}

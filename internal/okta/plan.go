@@ -1,9 +1,9 @@
 package okta
 
 import (
+	"github.com/okproxy/okproxy/internal/policy"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -206,12 +206,12 @@ func buildPlan(cur *State, want *desired) *Plan {
 func (p *Plan) bind(refs []RuleGroupRef, groups map[string]Group) {
 	byName := map[string][]string{}
 	for _, id := range sortedKeys(groups) {
-		n := strings.ToLower(groups[id].Name)
+		n := policy.FoldName(groups[id].Name)
 		byName[n] = append(byName[n], id)
 	}
 	seen := map[string]bool{}
 	for _, r := range refs {
-		ids := byName[strings.ToLower(r.GroupName)]
+		ids := byName[policy.FoldName(r.GroupName)]
 		switch {
 		case len(ids) == 1:
 			p.Bindings = append(p.Bindings, Binding{RuleGroupRef: r, GroupID: ids[0]})

@@ -172,6 +172,11 @@ func (c *Caller) inKey(k groupKey, grant bool) bool {
 	return ok
 }
 
+// FoldName is the form in which group names compare (foldKey): every part
+// of okproxy that resolves a group name uses it, so a name matches the same
+// groups in `rules add`, `rules apply`, serve and lint.
+func FoldName(s string) string { return foldKey(s) }
+
 // foldKey maps s to a canonical form such that foldKey(a) == foldKey(b)
 // exactly when strings.EqualFold(a, b): every rune becomes one fixed member
 // of its simple case-folding orbit (lower case for ASCII letters). Invalid

@@ -1,6 +1,7 @@
 package policyfile
 
 import (
+	"github.com/okproxy/okproxy/internal/policy"
 	"regexp"
 	"sort"
 	"strconv"
@@ -21,7 +22,7 @@ func NewDirectory(synced bool, groups []Group) *Directory {
 	d := &Directory{Synced: synced, byID: make(map[string]string, len(groups)), byName: make(map[string][]Group, len(groups))}
 	for _, g := range groups {
 		d.byID[g.ID] = g.Name
-		k := strings.ToLower(g.Name)
+		k := policy.FoldName(g.Name)
 		d.byName[k] = append(d.byName[k], g)
 	}
 	for _, gs := range d.byName {
@@ -74,7 +75,7 @@ func (d *Directory) resolve(g Group) resolution {
 	}
 	var ms []Group
 	if d != nil {
-		ms = d.byName[strings.ToLower(g.Name)]
+		ms = d.byName[policy.FoldName(g.Name)]
 	}
 	switch len(ms) {
 	case 0:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,6 +54,7 @@ func resolveGroups(ctx context.Context, q querier, refs []string) ([]policy.Grou
 	var out []policy.GroupRef
 	var unknown []string
 	seen := map[string]bool{}
+	var byName map[string][]policy.GroupRef // folded name -> synced groups, loaded on first use
 	for _, ref := range refs {
 		var g policy.GroupRef
 		if IsGroupID(ref) {
@@ -64,23 +66,24 @@ func resolveGroups(ctx context.Context, q querier, refs []string) ([]policy.Grou
 				return nil, nil, fmt.Errorf("resolve group %q: %w", ref, err)
 			}
 		} else {
-			rows, err := q.Query(ctx, `SELECT id, name FROM okta_groups WHERE lower(name) = lower($1) ORDER BY id`, ref)
-			if err != nil {
-				return nil, nil, fmt.Errorf("resolve group %q: %w", ref, err)
-			}
-			var ms []policy.GroupRef
-			for rows.Next() {
-				var m policy.GroupRef
-				if err := rows.Scan(&m.ID, &m.Name); err != nil {
-					rows.Close()
-					return nil, nil, err
+			// Names compare in Go as serve compares them (policy.FoldName),
+			// not with the database's lower(), which under a C collation
+			// folds ASCII only.
+			if byName == nil {
+				gs, _, err := loadGroups(ctx, q)
+				if err != nil {
+					return nil, nil, fmt.Errorf("resolve group %q: %w", ref, err)
 				}
-				ms = append(ms, m)
+				byName = map[string][]policy.GroupRef{}
+				for _, x := range gs {
+					k := policy.FoldName(x.Name)
+					byName[k] = append(byName[k], policy.GroupRef{ID: x.ID, Name: x.Name})
+				}
+				for _, ms := range byName {
+					slices.SortFunc(ms, func(a, b policy.GroupRef) int { return strings.Compare(a.ID, b.ID) })
+				}
 			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return nil, nil, err
-			}
+			ms := byName[policy.FoldName(ref)]
 			switch len(ms) {
 			case 0:
 				g = policy.GroupRef{Name: ref}
