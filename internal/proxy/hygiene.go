@@ -107,7 +107,7 @@ func upgradeAllowed(r *http.Request) bool {
 			}
 		}
 	}
-	if r.Method != http.MethodGet || r.Header.Get("Sec-Websocket-Version") != "13" {
+	if r.Method != http.MethodGet || len(r.Header.Values("Sec-Websocket-Version")) != 1 || r.Header.Get("Sec-Websocket-Version") != "13" {
 		return false
 	}
 	key, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-Websocket-Key"))

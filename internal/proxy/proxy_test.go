@@ -758,6 +758,7 @@ func TestOnlyWebSocketUpgradesPass(t *testing.T) {
 		{"websocket", map[string]string{"Sec-WebSocket-Version": "13"}},
 		{"websocket", map[string]string{"Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "c2hvcnQ="}},
 		{"websocket", map[string]string{"Sec-WebSocket-Version": "8", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}},
+		{"websocket", map[string]string{"Sec-WebSocket-Version": "13\r\nSec-WebSocket-Version: 8", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}},
 	} {
 		up := c.up
 		h := map[string]string{"Upgrade": up, "Connection": "Upgrade, HTTP2-Settings", "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA"}
