@@ -1,6 +1,9 @@
 package policy
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // Groups indexes the synced directory's groups by name, folded exactly as
 // Decide compares names, to tell which references by name are ambiguous:
@@ -102,5 +105,5 @@ func (g GroupRef) TokenNameGrants(name string) bool {
 	case nameNever:
 		return false
 	}
-	return foldKey(name) == foldKey(g.Name)
+	return strings.EqualFold(name, g.Name) // as foldKey compares, without allocating
 }

@@ -99,17 +99,18 @@ func (c *watchConn) idle() {
 
 func (c *watchConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 {
+	switch {
+	case n == 0:
+	case !c.busy.Load():
 		c.mu.Lock()
-		switch {
-		case !c.busy.Load():
-			c.n += copy(c.head[c.n:], p[:n])
-		case len(p) == 1:
-			// While busy, reads are the request body or the tail of one
-			// being discarded, except net/http's one-byte background read
-			// that notices the next request: that byte starts it.
-			c.pending, c.hasPending = p[0], true
-		}
+		c.n += copy(c.head[c.n:], p[:n])
+		c.mu.Unlock()
+	case len(p) == 1:
+		// While busy, reads are the request body or the tail of one being
+		// discarded (nothing to keep), except net/http's one-byte
+		// background read that notices the next request: that byte starts it.
+		c.mu.Lock()
+		c.pending, c.hasPending = p[0], true
 		c.mu.Unlock()
 	}
 	return n, err
@@ -182,7 +183,7 @@ func (h *Handler) auditEarlyError(c net.Conn, head []byte, status int, detail st
 		h.cfg.Logger.Error("audit unavailable for a request the HTTP parser refused", "request_id", st.id, "client_ip", st.clientIP, "err", err)
 	}
 	h.log(st, policy.ReasonBadRequest, r)
-	h.cfg.Metrics.observe(decisionOf(policy.ReasonBadRequest), string(policy.ReasonBadRequest), "", 0)
+	h.observe(st, status, policy.ReasonBadRequest)
 }
 
 // requestLine reads "METHOD TARGET HTTP/x.y" off the start of head; both are

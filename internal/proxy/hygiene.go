@@ -38,6 +38,12 @@ func stripInbound(h http.Header, trusted bool) {
 			if len(k) >= 10 && strings.EqualFold(k[:10], "X-Okproxy-") || overrideHeader(k) || identityHeader(k) || !trusted && forwardingHeader(k) {
 				delete(h, k)
 			}
+		case 'h':
+			// Only meaningful with an h2c upgrade, which never passes
+			// (upgradeAllowed).
+			if strings.EqualFold(k, "Http2-Settings") {
+				delete(h, k)
+			}
 		}
 	}
 }
@@ -166,20 +172,16 @@ func rawPath(requestURI string) (string, bool) {
 // part before any query or fragment (SPEC §6: never the query string),
 // printable and short.
 func targetForLog(uri string) string {
-	uri, _, _ = strings.Cut(uri, "?")
 	uri, _, _ = strings.Cut(uri, "#")
-	if !strings.HasPrefix(uri, "/") {
-		// Absolute form: the path alone, never the user:password@ or the
-		// host; authority form: nothing before an "@".
-		if i := strings.Index(uri, "://"); i >= 0 {
-			rest := uri[i+3:]
-			uri = "/"
-			if j := strings.IndexByte(rest, '/'); j >= 0 {
-				uri = rest[j:]
-			}
-		} else if i := strings.LastIndexByte(uri, '@'); i >= 0 {
-			uri = uri[i+1:]
-		}
+	if p, ok := rawPath(uri); ok {
+		// Origin or absolute form: the path alone, never the query, the
+		// user:password@ or the host.
+		return safeLogPath(p)
+	}
+	// Authority or asterisk form: nothing before an "@".
+	uri, _, _ = strings.Cut(uri, "?")
+	if i := strings.LastIndexByte(uri, '@'); i >= 0 {
+		uri = uri[i+1:]
 	}
 	return safeLogPath(uri)
 }

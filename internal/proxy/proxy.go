@@ -200,8 +200,9 @@ type stateKey struct{}
 // ServeHTTP runs the stages in order. Every return path answers exactly once
 // and records exactly one audit event.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if wc, _ := r.Context().Value(watchConnKey{}).(*watchConn); wc != nil {
-		wc.enter() // until net/http marks the connection idle (ConnState)
+	conn, _ := r.Context().Value(connKey{}).(*connInfo)
+	if conn != nil && conn.watch != nil {
+		conn.watch.enter() // until net/http marks the connection idle (ConnState)
 	}
 	st := &reqState{start: h.cfg.Now()}
 	st.id = requestID(r.Header.Get("X-Request-Id"))
@@ -213,7 +214,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !upgradeAllowed(r) {
 		r.Header.Del("Upgrade")
 	}
-	r.Header.Del("Http2-Settings")
 	if m := r.Method; strings.EqualFold(m, http.MethodConnect) || strings.EqualFold(m, http.MethodTrace) || strings.EqualFold(m, "TRACK") {
 		// CONNECT opens a tunnel; TRACE echoes the request, headers and all.
 		st.path = targetForLog(r.RequestURI)
@@ -243,7 +243,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// 3. Authentication: a token that is present must be valid, even on public routes.
 	var caller *policy.Caller
-	ident, present, err := h.verify(r)
+	ident, present, err := h.verify(r, conn)
 	if err != nil {
 		h.refuse(w, r, st, policy.ReasonInvalidToken, err.Error())
 		return
@@ -314,11 +314,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // verify authenticates r: present is false only without credentials. A
-// verifier that can read the header itself gets the connection's memo.
-func (h *Handler) verify(r *http.Request) (id *authn.Identity, present bool, err error) {
+// verifier that can read the header itself gets the connection's memo
+// (conn is nil outside a server that sets ConnContext).
+func (h *Handler) verify(r *http.Request, conn *connInfo) (id *authn.Identity, present bool, err error) {
 	ctx := r.Context()
 	if h.hv != nil {
-		memo, _ := ctx.Value(connMemoKey{}).(*authn.HeaderMemo)
+		var memo *authn.HeaderMemo
+		if conn != nil {
+			memo = &conn.memo
+		}
 		return h.hv.VerifyHeader(ctx, r.Header, memo)
 	}
 	tok, present, err := authn.BearerTokenFromHeader(r.Header)
@@ -329,19 +333,25 @@ func (h *Handler) verify(r *http.Request) (id *authn.Identity, present bool, err
 	return id, true, err
 }
 
-type connMemoKey struct{}
-
-// ConnContext is for http.Server.ConnContext: it gives each client
-// connection the memo through which a HeaderVerifier skips re-parsing the
-// Authorization header a keep-alive connection repeats.
-func ConnContext(ctx context.Context, c net.Conn) context.Context {
-	if wc, ok := c.(*watchConn); ok {
-		ctx = context.WithValue(ctx, watchConnKey{}, wc)
-	}
-	return context.WithValue(ctx, connMemoKey{}, new(authn.HeaderMemo))
+// connInfo is what a client connection carries for its requests, found
+// with one context lookup per request: the memo through which a
+// HeaderVerifier skips re-parsing the Authorization header a keep-alive
+// connection repeats, and the connection itself when WatchListener
+// accepted it.
+type connInfo struct {
+	memo  authn.HeaderMemo
+	watch *watchConn
 }
 
-type watchConnKey struct{}
+type connKey struct{}
+
+// ConnContext is for http.Server.ConnContext: it gives each client
+// connection its connInfo.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	ci := &connInfo{}
+	ci.watch, _ = c.(*watchConn)
+	return context.WithValue(ctx, connKey{}, ci)
+}
 
 // rewrite builds the outbound request: canonical path, identity headers,
 // X-Forwarded-*. Runs inside ReverseProxy, which has already removed
