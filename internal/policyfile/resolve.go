@@ -31,6 +31,15 @@ func NewDirectory(synced bool, groups []Group) *Directory {
 	return d
 }
 
+// Matching returns the synced groups whose name equals name ignoring case
+// (policy.FoldName), sorted by id; the caller must not modify them.
+func (d *Directory) Matching(name string) []Group {
+	if d == nil {
+		return nil
+	}
+	return d.byName[policy.FoldName(name)]
+}
+
 // Name returns the current name of the group with that id.
 func (d *Directory) Name(id string) (string, bool) {
 	if d == nil {
@@ -73,10 +82,7 @@ func (d *Directory) resolve(g Group) resolution {
 		}
 		return res
 	}
-	var ms []Group
-	if d != nil {
-		ms = d.byName[policy.FoldName(g.Name)]
-	}
+	ms := d.Matching(g.Name)
 	switch len(ms) {
 	case 0:
 		return resolution{group: g, unknown: true}

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/okproxy/okproxy/internal/policyfile"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -54,7 +54,7 @@ func resolveGroups(ctx context.Context, q querier, refs []string) ([]policy.Grou
 	var out []policy.GroupRef
 	var unknown []string
 	seen := map[string]bool{}
-	var byName map[string][]policy.GroupRef // folded name -> synced groups, loaded on first use
+	var dir *policyfile.Directory // the synced groups, loaded on first use
 	for _, ref := range refs {
 		var g policy.GroupRef
 		if IsGroupID(ref) {
@@ -69,27 +69,20 @@ func resolveGroups(ctx context.Context, q querier, refs []string) ([]policy.Grou
 			// Names compare in Go as serve compares them (policy.FoldName),
 			// not with the database's lower(), which under a C collation
 			// folds ASCII only.
-			if byName == nil {
-				gs, _, err := loadGroups(ctx, q)
+			if dir == nil {
+				gs, synced, err := loadGroups(ctx, q)
 				if err != nil {
 					return nil, nil, fmt.Errorf("resolve group %q: %w", ref, err)
 				}
-				byName = map[string][]policy.GroupRef{}
-				for _, x := range gs {
-					k := policy.FoldName(x.Name)
-					byName[k] = append(byName[k], policy.GroupRef{ID: x.ID, Name: x.Name})
-				}
-				for _, ms := range byName {
-					slices.SortFunc(ms, func(a, b policy.GroupRef) int { return strings.Compare(a.ID, b.ID) })
-				}
+				dir = policyfile.NewDirectory(synced, gs)
 			}
-			ms := byName[policy.FoldName(ref)]
+			ms := dir.Matching(ref)
 			switch len(ms) {
 			case 0:
 				g = policy.GroupRef{Name: ref}
 				unknown = append(unknown, ref)
 			case 1:
-				g = ms[0]
+				g = policy.GroupRef{ID: ms[0].ID, Name: ms[0].Name}
 			default:
 				ids := make([]string, len(ms))
 				for i, m := range ms {
